@@ -1,0 +1,35 @@
+"""A small BatchNorm CNN: the CPU-sized surrogate and victim.
+
+Three conv blocks and a global average pool. At width 16 it trains on 28 px
+images in seconds on two CPU cores, yet it is a real convolutional classifier
+with BatchNorm, so the noise it shapes behaves like the noise of a ResNet.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from salm_jax.models import common
+
+
+class SmallCNN(nnx.Module):
+  """conv-BN-ReLU ×3 (widths w, 2w, 4w), pooling between blocks, then a linear head."""
+
+  def __init__(self, *, num_classes: int, in_channels: int, width: int = 16,
+               rngs: nnx.Rngs):
+    widths = (width, 2 * width, 4 * width)
+    chans = (in_channels,) + widths
+    self.convs = nnx.List([
+        nnx.Conv(chans[i], chans[i + 1], (3, 3), use_bias=False, rngs=rngs)
+        for i in range(3)])
+    self.norms = nnx.List([nnx.BatchNorm(c, momentum=0.9, rngs=rngs) for c in widths])
+    self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = common.normalize(x)
+    for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+      x = nnx.relu(norm(conv(x)))
+      if i < 2:
+        x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
+    return self.head(jnp.mean(x, axis=(1, 2)))

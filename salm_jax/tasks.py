@@ -1,0 +1,70 @@
+"""MedMNIST task types: the loss, the scores and the accuracy of each.
+
+MedMNIST names four task types. Labels always keep MedMNIST's (N, L) shape:
+L = 1 holding a class index for the single-label tasks, L = number of labels
+holding 0/1 for the multi-label task (ChestMNIST). Ordinal regression
+(RetinaMNIST) is trained as multi-class, as MedMNIST's own benchmark does.
+
+Everything here is jnp and pure, so that the noise generator, the surrogate
+and the victims all share one definition of "the loss" and "accuracy".
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+BINARY = "binary-class"
+MULTI_CLASS = "multi-class"
+MULTI_LABEL = "multi-label, binary-class"
+ORDINAL = "ordinal-regression"
+TASKS = (BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL)
+
+
+def check_task(task: str) -> str:
+  """Returns `task` if it is a MedMNIST task type, else raises a clear error."""
+  if task not in TASKS:
+    raise ValueError(f"Unknown task type {task!r}; expected one of {TASKS}.")
+  return task
+
+
+def is_multilabel(task: str) -> bool:
+  return check_task(task) == MULTI_LABEL
+
+
+def per_example_loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
+  """(B,) losses: sigmoid BCE (mean over labels) for multi-label, else softmax CE."""
+  if is_multilabel(task):
+    return optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype)).mean(-1)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels[..., 0].astype(jnp.int32))
+
+
+def loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
+  """Mean loss over the batch."""
+  return per_example_loss(logits, labels, task).mean()
+
+
+def scores(logits: jax.Array, task: str) -> jax.Array:
+  """Probabilities in MedMNIST's `y_score` layout: sigmoid per label, or softmax."""
+  if is_multilabel(task):
+    return jax.nn.sigmoid(logits)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def per_example_correct(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
+  """(B,) fraction correct per example, with `medmnist.Evaluator`'s ACC rules.
+
+  Binary and multi-label threshold the score at 0.5 (for binary, the score of
+  the last class, i.e. logit_1 > logit_0); the others take the argmax. For
+  multi-label each example scores the fraction of its labels that are right, so
+  the batch mean equals MedMNIST's mean of per-label accuracies.
+  """
+  if is_multilabel(task):
+    return ((logits > 0) == (labels > 0)).astype(jnp.float32).mean(-1)
+  pred = jnp.argmax(logits, axis=-1)
+  return (pred == labels[..., 0]).astype(jnp.float32)
+
+
+def accuracy(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
+  return per_example_correct(logits, labels, task).mean()
+

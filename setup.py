@@ -1,0 +1,49 @@
+"""Installs salm_jax: the library, its configs and its console scripts.
+
+The core install is JAX + Flax + a few light packages. PyTorch (pulled in by
+the `medmnist` wheel) and TensorFlow are never part of it: they sit behind the
+`medmnist` and `tfds` extras.
+"""
+import setuptools
+
+CORE = [
+    "jax>=0.6",
+    "flax>=0.11",
+    "optax>=0.2",
+    "chex>=0.1.89",
+    "orbax-checkpoint>=0.11.20",
+    "absl-py>=2.0",
+    "ml-collections>=1.0",
+    "numpy>=1.26",
+    "dm-pix>=0.4.3",
+    "matplotlib>=3.8",
+    "tqdm>=4.60",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "scikit-learn>=1.3"],
+    "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7"],
+    "medmnist": ["medmnist>=3.0"],
+    "bench": ["scikit-learn>=1.3"],
+}
+
+setuptools.setup(
+    name="salm_jax",
+    version="0.1.0",
+    description="Sparsity-Aware Local Masking (SALM): unlearnable medical image datasets in JAX.",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["salm_jax", "salm_jax.*", "launch", "configs"]),
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "salm-protect=launch.protect:run",
+            "salm-evaluate=launch.evaluate:run",
+            "salm-sweep=launch.sweep:run",
+            "salm-report=launch.report:run",
+        ]
+    },
+    license="Apache-2.0",
+)
