@@ -177,10 +177,11 @@ def read_protected(out_dir: str) -> tuple[Dataset, dict]:
   out_dir = os.path.expanduser(out_dir)
   manifest = _read_manifest(out_dir)
   for role, entry in manifest["files"].items():
-    path = os.path.join(out_dir, entry["name"])
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(out_dir, entry["name"])):
       raise ValueError(f"{out_dir}: the manifest lists {role} file {entry['name']}, "
                        "which is missing.")
+  for entry in manifest["files"].values():
+    path = os.path.join(out_dir, entry["name"])
     got = md5_file(path)
     if got != entry["md5"]:
       raise ValueError(f"{path}: MD5 {got} does not match the manifest's {entry['md5']}; "
