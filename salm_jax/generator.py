@@ -1,0 +1,318 @@
+"""The bi-level min-min generator: alternate surrogate training and masked PGD.
+
+Each round (EM's loop, Huang et al. 2021, with SALM's masked steps):
+  1. train the surrogate `train_steps` minibatches on clip(x + δ, 0, 1);
+  2. run one `masked_pgd` round (`pgd_steps` steps) over the whole perturbed
+     set, batch by batch, the surrogate in inference mode;
+  3. measure the surrogate's accuracy on x + δ; stop once it reaches
+     `stop_accuracy`, or after `max_rounds`.
+Round r draws its randomness from fold_in(key, r), and a checkpoint holds
+everything else, so a run resumed from a checkpoint ends exactly where an
+uninterrupted run ends.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import auto as tqdm
+
+from salm_jax import checkpointing
+from salm_jax import masks as masks_lib
+from salm_jax import pgd
+from salm_jax import run_log
+from salm_jax import saliency as saliency_lib
+from salm_jax import sharding
+from salm_jax import surrogate as surrogate_lib
+from salm_jax import tasks
+
+INITS = ("auto", "zeros", "uniform")
+MODES = ("sample", "class")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `config.noise` block. Defaults follow EM's code; mask_ratio is SALM's."""
+  return ml_collections.ConfigDict(dict(
+      epsilon=8 / 255, step_size=0.8 / 255,
+      pgd_steps=20, train_steps=10,
+      mask_ratio=0.1,           # fraction of pixels a step may touch; 1.0 = EM
+      saliency_reduce="sum",    # channel reduction of |grad|: sum, max, l2
+      mask_schedule="step",     # step, round, fixed
+      support="union",          # union, strict
+      init="auto",              # auto (zeros if ratio < 1 else uniform), zeros, uniform
+      mode="sample",            # sample-wise or class-wise noise
+      stop_accuracy=0.99, max_rounds=10,
+      pgd_batch_size=256,
+      checkpoint_every=1,       # rounds between checkpoints (0: never)
+      splits=("train",),        # splits that are protected
+  ))
+
+
+@dataclasses.dataclass
+class GeneratorResult:
+  """Per-sample noise (x + δ in [0, 1]), the union of masks used, and the run's history."""
+  delta: np.ndarray            # (N, H, W, C) float32
+  masks: np.ndarray            # (N, H, W) bool
+  history: list[dict]
+  rounds: int
+  stopped_early: bool
+  surrogate: surrogate_lib.Surrogate
+  surrogate_state: Any
+
+
+def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
+             task: str, num_classes: int) -> None:
+  """Raises a clear error for bad inputs or settings, before anything is compiled."""
+  tasks.check_task(task)
+  masks_lib.check_ratio(noise.mask_ratio)
+  pgd.check_budget(noise.epsilon, noise.step_size, noise.pgd_steps)
+  pgd.check_options(noise.mask_schedule, noise.support, None if noise.mask_schedule != "fixed"
+                    else True)
+  saliency_lib.check_reduce(noise.saliency_reduce)
+  if noise.init not in INITS:
+    raise ValueError(f"noise.init must be one of {INITS}, got {noise.init!r}.")
+  if noise.mode not in MODES:
+    raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
+  if noise.mode == "class" and tasks.is_multilabel(task):
+    raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
+                     "none. Use noise.mode='sample'.")
+  if not 0.0 < noise.stop_accuracy <= 1.01 or noise.max_rounds < 1:
+    raise ValueError(f"Need 0 < stop_accuracy <= 1.01 and max_rounds >= 1; got "
+                     f"{noise.stop_accuracy} and {noise.max_rounds}.")
+  if images.ndim != 4 or images.dtype != np.float32:
+    raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got {images.dtype} "
+                     f"{images.shape}.")
+  if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+    raise ValueError("images must be finite and in [0, 1] (NaN/inf or out-of-range pixels).")
+  if labels.ndim != 2 or len(labels) != len(images):
+    raise ValueError(f"labels must be (N, L) with N = {len(images)}; got {labels.shape}.")
+  if not tasks.is_multilabel(task) and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, "
+                     f"{labels.max()}].")
+
+
+class _Steps:
+  """The compiled units of one run: surrogate training, a PGD round, accuracy."""
+
+  def __init__(self, sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict, task: str):
+    pgd_kwargs = dict(mask_ratio=float(noise.mask_ratio), epsilon=float(noise.epsilon),
+                      step_size=float(noise.step_size), steps=int(noise.pgd_steps), task=task,
+                      saliency_reduce=noise.saliency_reduce, mask_schedule=noise.mask_schedule,
+                      support=noise.support, return_mask=True)
+
+    def pgd_round(state, images, labels, delta, fixed_mask, groups):
+      return pgd.masked_pgd(sur.logits_fn(state), images, labels, delta,
+                            fixed_mask=fixed_mask, groups=groups, **pgd_kwargs)
+
+    def correct(state, images, labels, delta):
+      logits = sur.logits_fn(state)(jnp.clip(images + delta, 0.0, 1.0))
+      return tasks.per_example_correct(logits, labels, task)
+
+    def clean_saliency(state, images, labels):
+      return saliency_lib.pixel_saliency(sur.logits_fn(state), images, labels, task=task,
+                                         reduce=noise.saliency_reduce)
+
+    self.train = jax.jit(lambda *a: surrogate_lib.train_steps(sur, *a))
+    self.pgd_round = jax.jit(pgd_round)
+    self.correct = jax.jit(correct)
+    self.clean_saliency = jax.jit(clean_saliency)
+
+
+@dataclasses.dataclass
+class _Run:
+  """Host-side state of one generator run (everything a checkpoint holds)."""
+  state: Any
+  delta: np.ndarray          # (N | G, H, W, C)
+  union: np.ndarray          # (N | G, H, W) bool
+  fixed_mask: np.ndarray     # (N | G, H, W) bool, used by mask_schedule='fixed'
+  history: list[dict]
+  next_round: int
+
+
+def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
+             task: str, num_classes: int, checkpoint_dir: str | None = None,
+             metrics_path: str | None = None, progress: bool = True, mesh=None,
+             on_round: Callable[[dict], None] | None = None) -> GeneratorResult:
+  """Generates SALM (or EM, with mask_ratio=1) noise for `images`.
+
+  Args:
+    config: experiment config with `noise` (see `default_config`), `surrogate`
+      (see `surrogate.default_config`) and `seed`.
+    images: float32 (N, H, W, C) in [0, 1]; labels: (N, L) MedMNIST labels.
+    task, num_classes: the MedMNIST task type and its number of classes/labels.
+    checkpoint_dir: where to save and resume from (None: no checkpoints).
+    metrics_path: a JSON-lines file rewritten with the history every round.
+    progress: show a progress bar per round.
+    mesh: a 1-D 'data' mesh; default: all devices.
+    on_round: called with each round's metrics (e.g. a TensorBoard writer).
+  """
+  noise = config.noise
+  labels = np.asarray(labels)
+  validate(noise, images, labels, task, num_classes)
+  mesh = mesh if mesh is not None else sharding.data_mesh()
+  sur, state = surrogate_lib.create(config.surrogate, task=task, num_classes=num_classes,
+                                    in_channels=images.shape[-1], image_size=images.shape[1],
+                                    seed=config.seed)
+  steps = _Steps(sur, noise, task)
+  key = jax.random.PRNGKey(config.seed)
+  groups = labels[:, 0].astype(np.int32) if noise.mode == "class" else None
+  run = _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
+  run.state = sharding.replicate(mesh, run.state)
+  stopped = bool(run.history) and run.history[-1]["accuracy"] >= noise.stop_accuracy
+  for r in range(run.next_round, noise.max_rounds):
+    if stopped:
+      break
+    run = _one_round(steps, noise, config.surrogate, mesh, run, images, labels, groups,
+                     jax.random.fold_in(key, r), r, progress)
+    record = run.history[-1]
+    logging.info("round %d/%d: surrogate accuracy on x+δ %.4f, train loss %.4f, "
+                 "pixels touched %.4f (%.1fs)", r + 1, noise.max_rounds, record["accuracy"],
+                 record["train_loss"], record["frac_masked"], record["seconds"])
+    if metrics_path and jax.process_index() == 0:
+      run_log.write_history(metrics_path, run.history)
+    if on_round:
+      on_round(record)
+    stopped = record["accuracy"] >= noise.stop_accuracy
+    if checkpoint_dir and noise.checkpoint_every and (
+        (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
+      checkpointing.save(checkpoint_dir, r, surrogate_state=run.state,
+                         arrays=_arrays(run), history=run.history)
+  delta, masks = _per_sample(run, images, groups)
+  return GeneratorResult(delta=delta, masks=masks, history=run.history,
+                         rounds=len(run.history), stopped_early=stopped, surrogate=sur,
+                         surrogate_state=run.state)
+
+
+def _arrays(run: _Run) -> dict[str, np.ndarray]:
+  return {"delta": run.delta, "union": run.union, "fixed_mask": run.fixed_mask}
+
+
+def _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir) -> _Run:
+  """Fresh noise and surrogate, or the newest checkpoint in `checkpoint_dir`."""
+  last = checkpointing.latest_round(checkpoint_dir) if checkpoint_dir else None
+  if last is not None:
+    state, arrays, history = checkpointing.restore(checkpoint_dir, last, surrogate_template=state)
+    logging.info("Resuming from the checkpoint of round %d in %s.", last + 1, checkpoint_dir)
+    return _Run(state, arrays["delta"], arrays["union"], arrays["fixed_mask"], history, last + 1)
+  n = num_classes if groups is not None else len(images)
+  shape = (n,) + images.shape[1:]
+  use_uniform = noise.init == "uniform" or (noise.init == "auto" and noise.mask_ratio >= 1.0)
+  if use_uniform:
+    delta = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0x7FFFFFFF), shape, jnp.float32,
+                                          -noise.epsilon, noise.epsilon))
+    if groups is None:
+      delta = np.clip(images + delta, 0.0, 1.0) - images
+  else:
+    delta = np.zeros(shape, np.float32)
+  masks = np.zeros(shape[:3], bool)
+  return _Run(state, delta, masks, masks.copy(), [], 0)
+
+
+def _train_batches(n: int, batch: int, steps: int, key) -> np.ndarray:
+  """(steps, batch) indices: consecutive slices of fresh permutations of range(n)."""
+  needed = steps * batch
+  perms = [np.asarray(jax.random.permutation(jax.random.fold_in(key, i), n))
+           for i in range(math.ceil(needed / n))]
+  return np.concatenate(perms)[:needed].reshape(steps, batch)
+
+
+def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, groups, key,
+               r: int, progress: bool) -> _Run:
+  """Surrogate training, then a PGD round over all samples, then accuracy on x + δ."""
+  start = time.time()
+  ndev = mesh.devices.size
+  batch = sharding.round_up(sur_cfg.batch_size, ndev)
+  idx = _train_batches(len(images), batch, noise.train_steps, key)
+  per_sample = run.delta[groups[idx]] if groups is not None else run.delta[idx]
+  put = lambda a: sharding.shard_batch(mesh, a, axis=1)
+  state, train_metrics = steps.train(run.state, put(images[idx]), put(labels[idx]), put(per_sample))
+  if noise.mask_schedule == "fixed" and r == 0:
+    run.fixed_mask = _clean_masks(steps, noise, mesh, state, images, labels, groups, num=len(
+        run.delta))
+  run = dataclasses.replace(run, state=state)
+  _pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress)
+  accuracy = _accuracy(steps, noise, mesh, run, images, labels, groups)
+  record = {"round": r + 1, "accuracy": accuracy,
+            "train_loss": float(train_metrics["loss"]),
+            "train_accuracy": float(train_metrics["accuracy"]),
+            "frac_masked": float(run.union.mean()),
+            "frac_nonzero": float((np.abs(run.delta) > 0).any(-1).mean()),
+            "linf": float(np.abs(run.delta).max()), "seconds": time.time() - start}
+  return dataclasses.replace(run, history=run.history + [record], next_round=r + 1)
+
+
+def _batches(n: int, batch: int):
+  """Index arrays covering range(n) in fixed-size batches; the last wraps around."""
+  for start in range(0, n, batch):
+    idx = np.arange(start, start + batch) % n
+    yield idx, min(batch, n - start)
+
+
+def _pgd_pass(steps: _Steps, noise, mesh, run: _Run, images, labels, groups, r, progress):
+  """Updates run.delta / run.union in place, one compiled PGD round per batch."""
+  n = len(images)
+  batch = sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+  bar = tqdm.tqdm(total=n, desc=f"round {r + 1}/{noise.max_rounds}", unit="img",
+                  disable=not progress or jax.process_index() != 0, leave=False)
+  fixed = noise.mask_schedule == "fixed"
+  rep = lambda a: sharding.replicate(mesh, a)
+  for idx, valid in _batches(n, batch):
+    x, y = sharding.shard_batch(mesh, images[idx]), sharding.shard_batch(mesh, labels[idx])
+    if groups is None:
+      d, m = steps.pgd_round(run.state, x, y, sharding.shard_batch(mesh, run.delta[idx]),
+                             sharding.shard_batch(mesh, run.fixed_mask[idx]) if fixed else None,
+                             None)
+      run.delta[idx[:valid]] = sharding.to_host(d)[:valid]
+      run.union[idx[:valid]] |= sharding.to_host(m)[:valid]
+    else:  # class-wise: padded rows go to a spare group G that is dropped
+      num = len(run.delta)
+      g = np.where(np.arange(len(idx)) < valid, groups[idx], num).astype(np.int32)
+      spare = lambda a: np.concatenate([a, np.zeros_like(a[:1])])
+      d, m = steps.pgd_round(run.state, x, y, rep(spare(run.delta)),
+                             rep(spare(run.fixed_mask)) if fixed else None,
+                             sharding.shard_batch(mesh, g))
+      run.delta[:] = sharding.to_host(d)[:num]
+      run.union |= sharding.to_host(m)[:num]
+    bar.update(valid)
+  bar.close()
+
+
+def _accuracy(steps: _Steps, noise, mesh, run: _Run, images, labels, groups) -> float:
+  n = len(images)
+  batch = sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+  total = 0.0
+  for idx, valid in _batches(n, batch):
+    d = run.delta[groups[idx]] if groups is not None else run.delta[idx]
+    correct = steps.correct(run.state, *(sharding.shard_batch(mesh, a)
+                                         for a in (images[idx], labels[idx], d)))
+    total += float(sharding.to_host(correct)[:valid].sum())
+  return total / n
+
+
+def _clean_masks(steps: _Steps, noise, mesh, state, images, labels, groups, num) -> np.ndarray:
+  """Top-k masks of the clean images' saliency (per sample, or summed per class)."""
+  n = len(images)
+  batch = sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+  sal = np.zeros(images.shape[:3], np.float32)
+  for idx, valid in _batches(n, batch):
+    s = steps.clean_saliency(state, sharding.shard_batch(mesh, images[idx]),
+                             sharding.shard_batch(mesh, labels[idx]))
+    sal[idx[:valid]] = sharding.to_host(s)[:valid]
+  if groups is not None:
+    sal = np.stack([sal[groups == c].sum(0) for c in range(num)])
+  return np.asarray(masks_lib.topk_mask(jnp.asarray(sal), float(noise.mask_ratio)))
+
+
+def _per_sample(run: _Run, images, groups) -> tuple[np.ndarray, np.ndarray]:
+  """Per-sample δ with x + δ in [0, 1] (class-wise noise expanded by label) and masks."""
+  if groups is None:
+    return run.delta.astype(np.float32), run.union.copy()
+  delta = np.clip(images + run.delta[groups], 0.0, 1.0) - images
+  return delta.astype(np.float32), run.union[groups]

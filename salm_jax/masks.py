@@ -1,0 +1,70 @@
+"""Top-k pixel masks: where SALM is allowed to put noise.
+
+SALM's premise is that a medical image's signal sits in a few pixels, so each
+PGD step only touches the k = ceil(ratio·H·W) most salient pixels of each
+image. The mask is one H×W map per image, shared by all channels.
+
+`topk_mask` keeps exactly k pixels even when scores tie: ties go to the lower
+flat (row-major) index, which is what `lax.top_k` guarantees. NaN scores rank
+last, so a NaN gradient can never pull a pixel into the mask.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from salm_jax import saliency
+
+
+def check_ratio(ratio) -> float:
+  """Returns `ratio` as a float if it is a valid mask ratio in (0, 1], else raises."""
+  if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+    raise TypeError(f"mask_ratio must be a number in (0, 1], got {ratio!r} "
+                    f"({type(ratio).__name__}).")
+  value = float(ratio)
+  if math.isnan(value) or not 0.0 < value <= 1.0:
+    raise ValueError(f"mask_ratio must be in (0, 1], got {ratio!r}.")
+  return value
+
+
+def num_kept(ratio: float, num_pixels: int) -> int:
+  """k = ceil(ratio · num_pixels), immune to float noise such as 0.3·10 = 3.0000000000000004."""
+  ratio = check_ratio(ratio)
+  k = math.ceil(round(ratio * num_pixels, 9))
+  return max(1, min(num_pixels, k))
+
+
+def topk_mask(scores: jax.Array, ratio: float) -> jax.Array:
+  """Boolean (B, H, W) mask of the top ceil(ratio·H·W) pixels of each (H, W) score map.
+
+  Args:
+    scores: (B, H, W) per-pixel scores, e.g. from `pixel_saliency`.
+    ratio: fraction of pixels kept per image, in (0, 1]. A Python number: it
+      fixes k, hence the shapes, so it is static under `jit`.
+
+  Returns:
+    bool (B, H, W) with exactly k True entries per image.
+  """
+  if scores.ndim != 3:
+    raise ValueError(f"scores must be (B, H, W), got shape {scores.shape}.")
+  batch, height, width = scores.shape
+  k = num_kept(ratio, height * width)
+  if k == height * width:
+    return jnp.ones(scores.shape, dtype=bool)
+  flat = scores.reshape(batch, height * width)
+  flat = jnp.where(jnp.isnan(flat), -jnp.inf, flat)
+  _, idx = jax.lax.top_k(flat, k)
+  rows = jnp.arange(batch)[:, None]
+  mask = jnp.zeros((batch, height * width), dtype=bool).at[rows, idx].set(True)
+  return mask.reshape(batch, height, width)
+
+
+def project_to_topk(delta: jax.Array, ratio: float, reduce: str = "sum") -> jax.Array:
+  """Keeps each image's k largest-|δ| pixels and zeroes the rest ('strict' support).
+
+  After this, ‖δ_i‖₀ ≤ k pixels for every image (channels of a pixel count once).
+  """
+  mask = topk_mask(saliency.reduce_channels(delta, reduce), ratio)
+  return jnp.where(mask[..., None], delta, jnp.zeros_like(delta))

@@ -1,0 +1,88 @@
+"""The surrogate: the model the min-min noise is shaped against.
+
+It is an NNX model kept in functional form, so every compiled function stays
+pure: `graphdef` (static structure) plus a state dict
+{'params', 'rest' (BatchNorm statistics...), 'opt'}. Training follows EM's
+code: SGD, momentum 0.9, weight decay 5e-4 (added to the gradient, PyTorch
+style), lr 0.1, on clip(x + δ, 0, 1). PGD sees it in inference mode, with
+BatchNorm's running statistics, so each image's noise depends on that image only.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from salm_jax import tasks
+from salm_jax.models import create_model
+
+State = dict[str, Any]
+
+
+def default_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      model="small_cnn",      # any name of salm_jax.models.model_names()
+      width=16,               # base width; 64 is the full ResNet-18
+      lr=0.1, momentum=0.9, weight_decay=5e-4,
+      batch_size=128,
+  ))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Surrogate:
+  """Static half of a surrogate: its structure, optimizer and task."""
+  graphdef: Any
+  tx: optax.GradientTransformation
+  task: str
+
+  def apply(self, state: State, images: jax.Array, train: bool = False):
+    """(logits, updated 'rest') for images in [0, 1]."""
+    model = nnx.merge(self.graphdef, state["params"], state["rest"], copy=True)
+    model.train() if train else model.eval()
+    logits = model(images)
+    return logits, nnx.state(model, nnx.Not(nnx.Param))
+
+  def logits_fn(self, state: State):
+    """A pure inference-mode `images -> logits` for PGD and saliency."""
+    return lambda images: self.apply(state, images, train=False)[0]
+
+
+def create(cfg: ml_collections.ConfigDict, *, task: str, num_classes: int, in_channels: int,
+           image_size: int, seed: int) -> tuple[Surrogate, State]:
+  kwargs = {"width": cfg.width} if cfg.get("width") else {}
+  model = create_model(cfg.model, num_classes=num_classes, in_channels=in_channels,
+                       image_size=image_size, rngs=nnx.Rngs(seed), **kwargs)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                   optax.sgd(cfg.lr, momentum=cfg.momentum or None))
+  state = {"params": params, "rest": rest, "opt": tx.init(params)}
+  return Surrogate(graphdef, tx, tasks.check_task(task)), state
+
+
+def train_step(sur: Surrogate, state: State, images, labels, delta):
+  """One SGD step on clip(x + δ, 0, 1): `step(state, batch) -> (state, metrics)`."""
+  inputs = jnp.clip(images + delta, 0.0, 1.0)
+
+  def loss_fn(params):
+    logits, rest = sur.apply({**state, "params": params}, inputs, train=True)
+    return tasks.loss(logits, labels, sur.task), (logits, rest)
+
+  (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  updates, opt = sur.tx.update(grads, state["opt"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  metrics = {"loss": loss, "accuracy": tasks.accuracy(logits, labels, sur.task)}
+  return {"params": params, "rest": rest, "opt": opt}, metrics
+
+
+def train_steps(sur: Surrogate, state: State, images, labels, delta):
+  """`train_step` over stacked minibatches (S, B, ...) with `lax.scan`; mean metrics."""
+  def body(state, batch):
+    return train_step(sur, state, *batch)
+  state, metrics = jax.lax.scan(body, state, (images, labels, delta))
+  return state, jax.tree.map(jnp.mean, metrics)
+
