@@ -8,7 +8,7 @@ ellipse), a few small bright distractor dots (anatomy that carries no class),
 and the class lives in one small lesion whose *shape* decides the label:
 
 - binary: round lesion (0, benign) vs. spiculated star (1, malignant);
-- multi-class: K lesion shapes (disk, star, ring, square, ...), K <= 6;
+- multi-class: K lesion shapes (disk, star, ring, bar, cross, square), K <= 6;
 - multi-label: L independent findings, each a different shape, present or not.
 
 Gray (1 channel, stored (N, H, W) like MedMNIST's gray sets) or RGB (3
@@ -23,7 +23,7 @@ import numpy as np
 from salm_jax import tasks
 from salm_jax.data.dataset import SPLITS, Dataset, Split
 
-SHAPES = ("disk", "star", "ring", "square", "cross", "bar")
+SHAPES = ("disk", "star", "ring", "bar", "cross", "square")
 _TASK_ALIASES = {"binary": tasks.BINARY, "multi-class": tasks.MULTI_CLASS,
                  "multiclass": tasks.MULTI_CLASS, "multi-label": tasks.MULTI_LABEL,
                  "multilabel": tasks.MULTI_LABEL, tasks.MULTI_LABEL: tasks.MULTI_LABEL,
