@@ -58,6 +58,11 @@ def save_npz(path: str, compressed: bool = False, **arrays: np.ndarray) -> None:
     (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
+def to_jsonable(obj: Any) -> Any:
+  """`obj` as plain JSON data: numpy scalars/arrays, tuples and sets become lists/numbers."""
+  return json.loads(json.dumps(obj, default=_json_default))
+
+
 def _json_default(obj: Any) -> Any:
   if isinstance(obj, np.generic):
     return obj.item()

@@ -12,6 +12,7 @@ from the same config.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import shutil
 
 import jax
 import numpy as np
+from absl import logging
 from orbax.checkpoint.experimental import v1 as ocp
 
 from salm_jax import sharding
@@ -58,7 +60,8 @@ def save(directory: str, round_index: int, *, surrogate_state, arrays: dict[str,
   if os.path.exists(path):
     shutil.rmtree(path)
   os.makedirs(directory, exist_ok=True)
-  ocp.save_pytree(path, tree)
+  with _quiet():
+    ocp.save_pytree(path, tree)
   for _, old in _round_dirs(directory)[:-keep]:
     shutil.rmtree(old, ignore_errors=True)
   return path
@@ -71,7 +74,8 @@ def restore(directory: str, round_index: int, *, surrogate_template):
   its tree structure receives the saved leaves.
   """
   path = os.path.join(directory, f"round_{round_index:06d}")
-  tree = ocp.load_pytree(path)
+  with _quiet():
+    tree = ocp.load_pytree(path)
   leaves, treedef = jax.tree.flatten(surrogate_template)
   saved = [tree["surrogate"][k] for k in sorted(tree["surrogate"])]
   if len(saved) != len(leaves):
@@ -87,3 +91,14 @@ def restore(directory: str, round_index: int, *, surrogate_template):
   state = jax.tree.unflatten(treedef, restored)
   arrays = {k: np.asarray(v) for k, v in tree["arrays"].items()}
   return state, arrays, json.loads(tree["history"])
+
+
+@contextlib.contextmanager
+def _quiet():
+  """Orbax logs every save at INFO through absl; keep the run's log readable."""
+  level = logging.get_verbosity()
+  logging.set_verbosity(min(level, logging.WARNING))  # absl: larger = more verbose
+  try:
+    yield
+  finally:
+    logging.set_verbosity(level)

@@ -83,6 +83,7 @@ def train_steps(sur: Surrogate, state: State, images, labels, delta):
   """`train_step` over stacked minibatches (S, B, ...) with `lax.scan`; mean metrics."""
   def body(state, batch):
     return train_step(sur, state, *batch)
-  state, metrics = jax.lax.scan(body, state, (images, labels, delta))
+  unroll = True if jax.default_backend() == "cpu" else 1  # see pgd.default_unroll
+  state, metrics = jax.lax.scan(body, state, (images, labels, delta), unroll=unroll)
   return state, jax.tree.map(jnp.mean, metrics)
 

@@ -1,0 +1,105 @@
+"""Protecting a dataset end to end: load, generate noise, quantize, write, measure.
+
+This is what `launch/protect.py` (and `salm-protect`) runs. The noise is made
+once for the union of the configured splits (default: train only); the other
+splits are copied bit for bit. The output is a MedMNIST-format npz plus
+`noise.npz` and `manifest.json` (see `salm_jax.data.protected`), and a small
+`preview.npz` of examples for the report.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from salm_jax import atomic
+from salm_jax import data as data_lib
+from salm_jax import generator
+from salm_jax import run_log
+from salm_jax import saliency as saliency_lib
+from salm_jax import utility
+from salm_jax import workdir as wd
+
+PREVIEW_COUNT = 8
+
+
+def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
+            progress: bool = True) -> dict:
+  """Generates the noise and writes the protected dataset into `workdir`; returns the manifest.
+
+  A run killed mid-way resumes from its last checkpoint when started again
+  with the same config and workdir.
+  """
+  wd.start_stage(workdir, config, done_file=wd.DONE_PROTECT,
+                 outputs=(wd.PROTECTED, wd.CHECKPOINTS, wd.METRICS, wd.PREVIEW, wd.TENSORBOARD),
+                 overwrite=overwrite, resumable=(wd.CHECKPOINTS,))
+  dataset = data_lib.load_from_config(config.dataset)
+  splits = _check_splits(config.noise.splits, dataset)
+  images = np.concatenate([data_lib.as_float(dataset.splits[s].images) for s in splits])
+  labels = np.concatenate([dataset.splits[s].labels for s in splits])
+  logging.info("Protecting %s (%s, %d images of %dpx, splits %s), mask ratio %s, ε = %.4f.",
+               dataset.name, dataset.task, len(images), dataset.image_size, ",".join(splits),
+               config.noise.mask_ratio, config.noise.epsilon)
+  start = time.time()
+  result = generator.generate(
+      config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
+      checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS), metrics_path=wd.path(workdir, wd.METRICS),
+      progress=progress, on_round=_tensorboard(config, workdir))
+  seconds = time.time() - start
+  if jax.process_index() != 0:
+    return {}
+  protected, masks = _split_back(dataset, splits, result, config.noise.epsilon)
+  stats = {s: utility.image_stats(dataset.splits[s].images, protected[s]) for s in splits}
+  extra = {"rounds": result.rounds, "stopped_early": result.stopped_early,
+           "final_surrogate_accuracy": result.history[-1]["accuracy"],
+           "generator_seconds": seconds, "surrogate": config.surrogate.model}
+  manifest = data_lib.write_protected(
+      wd.path(workdir, wd.PROTECTED), dataset, protected, masks, config=wd.config_dict(config),
+      split_stats=stats, extra=extra, overwrite=True)
+  _write_preview(workdir, dataset, splits[0], protected[splits[0]], masks[splits[0]], result,
+                 config)
+  return manifest
+
+
+def _check_splits(splits, dataset) -> list[str]:
+  splits = [splits] if isinstance(splits, str) else list(splits)
+  unknown = [s for s in splits if s not in dataset.splits]
+  if not splits or unknown or len(set(splits)) != len(splits):
+    raise ValueError(f"noise.splits must be distinct names among {sorted(dataset.splits)}; "
+                     f"got {splits}.")
+  return splits
+
+
+def _split_back(dataset, splits, result, epsilon):
+  """Cuts the generated noise back into splits and quantizes it to uint8."""
+  protected, masks, start = {}, {}, 0
+  for s in splits:
+    clean = dataset.splits[s].images
+    stop = start + len(clean)
+    protected[s] = data_lib.quantize(clean, result.delta[start:stop], epsilon)
+    masks[s] = result.masks[start:stop]
+    start = stop
+  return protected, masks
+
+
+def _write_preview(workdir, dataset, split, protected, masks, result, config) -> None:
+  """The first examples with the final surrogate's saliency on the clean images."""
+  clean = dataset.splits[split].images[:PREVIEW_COUNT]
+  labels = dataset.splits[split].labels[:PREVIEW_COUNT]
+  x = data_lib.as_float(clean)
+  sal = saliency_lib.pixel_saliency(
+      result.surrogate.logits_fn(result.surrogate_state), x, labels, task=dataset.task,
+      reduce=config.noise.saliency_reduce)
+  noise = protected[:PREVIEW_COUNT].astype(np.int16) - clean.astype(np.int16)
+  atomic.save_npz(wd.path(workdir, wd.PREVIEW), clean=clean, protected=protected[:PREVIEW_COUNT],
+                  noise=noise.astype(np.int8), mask=masks[:PREVIEW_COUNT],
+                  saliency=np.asarray(sal), labels=labels)
+
+
+def _tensorboard(config, workdir):
+  if not config.get("tensorboard", True) or jax.process_index() != 0:
+    return None
+  return run_log.tensorboard_writer(wd.path(workdir, wd.TENSORBOARD))
