@@ -13,6 +13,7 @@ uninterrupted run ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Callable
@@ -98,14 +99,33 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
                      f"{labels.max()}].")
 
 
-class _Steps:
-  """The compiled units of one run: surrogate training, a PGD round, accuracy."""
+_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "saliency_reduce",
+               "mask_schedule", "support")
 
-  def __init__(self, sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict, task: str):
-    pgd_kwargs = dict(mask_ratio=float(noise.mask_ratio), epsilon=float(noise.epsilon),
-                      step_size=float(noise.step_size), steps=int(noise.pgd_steps), task=task,
-                      saliency_reduce=noise.saliency_reduce, mask_schedule=noise.mask_schedule,
-                      support=noise.support, return_mask=True)
+
+def _steps_for(sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict) -> "_Steps":
+  return _cached_steps(sur, tuple((f, noise[f]) for f in _PGD_FIELDS))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_steps(sur, pgd_items: tuple) -> "_Steps":
+  return _Steps(sur, dict(pgd_items))
+
+
+class _Steps:
+  """The compiled units of a run: surrogate training, a PGD round, accuracy.
+
+  Built once per (surrogate, PGD settings) and cached, so repeated runs with
+  the same shapes (sweeps over other fields, tests) do not compile again.
+  """
+
+  def __init__(self, sur: surrogate_lib.Surrogate, noise: dict):
+    task = sur.task
+    pgd_kwargs = dict(mask_ratio=float(noise["mask_ratio"]), epsilon=float(noise["epsilon"]),
+                      step_size=float(noise["step_size"]), steps=int(noise["pgd_steps"]),
+                      task=task, saliency_reduce=noise["saliency_reduce"],
+                      mask_schedule=noise["mask_schedule"], support=noise["support"],
+                      return_mask=True)
 
     def pgd_round(state, images, labels, delta, fixed_mask, groups):
       return pgd.masked_pgd(sur.logits_fn(state), images, labels, delta,
@@ -117,9 +137,9 @@ class _Steps:
 
     def clean_saliency(state, images, labels):
       return saliency_lib.pixel_saliency(sur.logits_fn(state), images, labels, task=task,
-                                         reduce=noise.saliency_reduce)
+                                         reduce=noise["saliency_reduce"])
 
-    self.train = jax.jit(lambda *a: surrogate_lib.train_steps(sur, *a))
+    self.train = jax.jit(functools.partial(surrogate_lib.train_steps, sur))
     self.pgd_round = jax.jit(pgd_round)
     self.correct = jax.jit(correct)
     self.clean_saliency = jax.jit(clean_saliency)
@@ -160,7 +180,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   sur, state = surrogate_lib.create(config.surrogate, task=task, num_classes=num_classes,
                                     in_channels=images.shape[-1], image_size=images.shape[1],
                                     seed=config.seed)
-  steps = _Steps(sur, noise, task)
+  steps = _steps_for(sur, noise)
   key = jax.random.PRNGKey(config.seed)
   groups = labels[:, 0].astype(np.int32) if noise.mode == "class" else None
   run = _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)

@@ -30,7 +30,7 @@ def check_ratio(ratio) -> float:
 
 
 def num_kept(ratio: float, num_pixels: int) -> int:
-  """k = ceil(ratio · num_pixels), immune to float noise such as 0.3·10 = 3.0000000000000004."""
+  """k = ceil(ratio · num_pixels), immune to float noise such as 0.07·100 = 7.000000000000001."""
   ratio = check_ratio(ratio)
   k = math.ceil(round(ratio * num_pixels, 9))
   return max(1, min(num_pixels, k))

@@ -33,12 +33,24 @@ def default_config() -> ml_collections.ConfigDict:
   ))
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class Surrogate:
-  """Static half of a surrogate: its structure, optimizer and task."""
+  """Static half of a surrogate: its structure, optimizer settings and task.
+
+  Hashable by value, so compiled functions built for one surrogate are reused
+  by every run with the same structure and settings (sweeps, tests).
+  """
   graphdef: Any
-  tx: optax.GradientTransformation
   task: str
+  lr: float
+  momentum: float
+  weight_decay: float
+
+  @property
+  def tx(self) -> optax.GradientTransformation:
+    """SGD with momentum and PyTorch-style weight decay (added to the gradient)."""
+    return optax.chain(optax.add_decayed_weights(self.weight_decay),
+                       optax.sgd(self.lr, momentum=self.momentum or None))
 
   def apply(self, state: State, images: jax.Array, train: bool = False):
     """(logits, updated 'rest') for images in [0, 1]."""
@@ -58,10 +70,9 @@ def create(cfg: ml_collections.ConfigDict, *, task: str, num_classes: int, in_ch
   model = create_model(cfg.model, num_classes=num_classes, in_channels=in_channels,
                        image_size=image_size, rngs=nnx.Rngs(seed), **kwargs)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                   optax.sgd(cfg.lr, momentum=cfg.momentum or None))
-  state = {"params": params, "rest": rest, "opt": tx.init(params)}
-  return Surrogate(graphdef, tx, tasks.check_task(task)), state
+  sur = Surrogate(graphdef, tasks.check_task(task), float(cfg.lr), float(cfg.momentum),
+                  float(cfg.weight_decay))
+  return sur, {"params": params, "rest": rest, "opt": sur.tx.init(params)}
 
 
 def train_step(sur: Surrogate, state: State, images, labels, delta):

@@ -1,0 +1,139 @@
+"""The bi-level generator: reaches its goal, is deterministic, validates its inputs."""
+import chex
+import jax
+import numpy as np
+import pytest
+
+from salm_jax import checkpointing, generator, masks, sharding, tasks
+from tests.helpers import tiny
+
+
+@pytest.fixture(scope="module")
+def data():
+  return tiny.blobs()
+
+
+@pytest.fixture(scope="module")
+def salm_run(data):
+  images, labels = data
+  return generator.generate(tiny.config(stop_accuracy=0.99, max_rounds=8), images, labels,
+                            task=tasks.BINARY, num_classes=2, progress=False)
+
+
+def test_reaches_stop_accuracy_with_sparse_noise(salm_run, data):
+  images, _ = data
+  res = salm_run
+  assert res.stopped_early and res.rounds < 8
+  assert res.history[-1]["accuracy"] >= 0.99
+  chex.assert_shape(res.delta, images.shape)
+  chex.assert_shape(res.masks, images.shape[:3])
+  assert np.abs(res.delta).max() <= 8 / 255 + 1e-6
+  assert (images + res.delta).min() >= 0 and (images + res.delta).max() <= 1
+  touched = (res.delta != 0).any(-1)
+  assert not (touched & ~res.masks).any()  # noise only where a mask allowed it
+  assert touched.mean() < 0.6              # and it is sparse: far from every pixel
+  assert [h["round"] for h in res.history] == list(range(1, res.rounds + 1))
+
+
+def test_same_seed_same_noise_bit_for_bit(salm_run, data):
+  images, labels = data
+  again = generator.generate(tiny.config(stop_accuracy=0.99, max_rounds=8), images, labels,
+                             task=tasks.BINARY, num_classes=2, progress=False)
+  np.testing.assert_array_equal(again.delta, salm_run.delta)
+  np.testing.assert_array_equal(again.masks, salm_run.masks)
+
+
+def test_strict_support_keeps_l0_within_k(data):
+  images, labels = data
+  res = generator.generate(tiny.config(support="strict", mask_ratio=0.05, max_rounds=2,
+                                       stop_accuracy=1.01), images, labels,
+                           task=tasks.BINARY, num_classes=2, progress=False)
+  k = masks.num_kept(0.05, images.shape[1] * images.shape[2])
+  assert (res.delta != 0).any(-1).sum((1, 2)).max() <= k
+
+
+def test_em_setting_uses_uniform_init_and_all_pixels(data):
+  images, labels = data
+  res = generator.generate(tiny.config(mask_ratio=1.0, max_rounds=1, stop_accuracy=1.01),
+                           images, labels, task=tasks.BINARY, num_classes=2, progress=False)
+  assert (res.delta != 0).any(-1).mean() > 0.9
+  assert res.masks.all()
+
+
+def test_class_wise_noise_is_shared_within_a_class(data):
+  images, labels = data
+  res = generator.generate(tiny.config(mode="class", max_rounds=2, stop_accuracy=1.01),
+                           images, labels, task=tasks.BINARY, num_classes=2, progress=False)
+  # Where clipping to [0, 1] did not bite, two images of a class carry the same noise.
+  a, b = np.flatnonzero(labels[:, 0] == 1)[:2]
+  free = ((images[a] + res.delta[a]) > 0) & ((images[b] + res.delta[b]) > 0) & (
+      images[a] < 0.9) & (images[b] < 0.9)
+  np.testing.assert_allclose(res.delta[a][free], res.delta[b][free], atol=1e-6)
+  assert np.abs(res.delta).max() > 0
+
+
+def test_multilabel_runs(data):
+  images, _ = data
+  labels = np.random.default_rng(0).integers(0, 2, (len(images), 3))
+  res = generator.generate(tiny.config(max_rounds=1, stop_accuracy=1.01), images, labels,
+                           task=tasks.MULTI_LABEL, num_classes=3, progress=False)
+  assert np.abs(res.delta).max() > 0
+
+
+def test_sharded_over_8_devices_equals_1_device(data):
+  images, labels = data
+  cfg = tiny.config(max_rounds=2, stop_accuracy=1.01)
+  runs = [generator.generate(cfg, images, labels, task=tasks.BINARY, num_classes=2,
+                             progress=False, mesh=sharding.data_mesh(jax.devices()[:n]))
+          for n in (1, 8)]
+  assert len(jax.devices()) == 8
+  np.testing.assert_array_equal(runs[0].delta, runs[1].delta)
+  np.testing.assert_array_equal(runs[0].masks, runs[1].masks)
+
+
+def test_checkpoints_resume_to_the_same_noise(data, tmp_path):
+  images, labels = data
+  cfg = tiny.config(max_rounds=3, stop_accuracy=1.01)
+  kwargs = dict(task=tasks.BINARY, num_classes=2, progress=False)
+  full = generator.generate(cfg, images, labels, checkpoint_dir=str(tmp_path / "a"), **kwargs)
+  assert checkpointing.latest_round(str(tmp_path / "a")) == 2
+  short = cfg.copy_and_resolve_references()
+  short.noise.max_rounds = 1
+  generator.generate(short, images, labels, checkpoint_dir=str(tmp_path / "b"), **kwargs)
+  resumed = generator.generate(cfg, images, labels, checkpoint_dir=str(tmp_path / "b"),
+                               **kwargs)
+  np.testing.assert_array_equal(resumed.delta, full.delta)
+  assert [h["accuracy"] for h in resumed.history] == [h["accuracy"] for h in full.history]
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(mask_ratio=0.0), "mask_ratio"),
+    (dict(epsilon=2.0), "epsilon"),
+    (dict(init="gaussian"), "init"),
+    (dict(mode="batch"), "mode"),
+    (dict(max_rounds=0), "max_rounds"),
+])
+def test_invalid_settings_raise(data, change, match):
+  images, labels = data
+  with pytest.raises(ValueError, match=match):
+    generator.generate(tiny.config(**change), images, labels, task=tasks.BINARY,
+                       num_classes=2, progress=False)
+
+
+def test_bad_inputs_raise(data):
+  images, labels = data
+  cfg = tiny.config()
+  bad = images.copy()
+  bad[0, 0, 0, 0] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    generator.generate(cfg, bad, labels, task=tasks.BINARY, num_classes=2)
+  with pytest.raises(ValueError, match="labels"):
+    generator.generate(cfg, images, labels + 5, task=tasks.BINARY, num_classes=2)
+  with pytest.raises(ValueError, match="labels"):
+    generator.generate(cfg, images, labels[:3], task=tasks.BINARY, num_classes=2)
+  with pytest.raises(ValueError, match="float32"):
+    generator.generate(cfg, (images * 255).astype(np.uint8), labels, task=tasks.BINARY,
+                       num_classes=2)
+  with pytest.raises(ValueError, match="multi-label"):
+    generator.generate(tiny.config(mode="class"), images, labels, task=tasks.MULTI_LABEL,
+                       num_classes=1)

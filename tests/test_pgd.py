@@ -1,0 +1,170 @@
+"""masked_pgd and pixel_saliency: budgets, supports, error-minimization, EM equivalence."""
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from salm_jax import masks, pgd, saliency, tasks
+from salm_jax.models import create_model
+from tests.helpers import tiny
+
+EPS = 8 / 255
+
+
+@pytest.fixture(scope="module")
+def setup():
+  """A fixed random surrogate in inference mode, and images touching 0 and 1."""
+  model = create_model("small_cnn", num_classes=3, in_channels=2, image_size=10,
+                       rngs=nnx.Rngs(0), width=4)
+  model.eval()
+  graphdef, state = nnx.split(model)
+  logits_fn = functools.partial(_apply, graphdef, state)
+  x = jax.random.uniform(jax.random.key(1), (6, 10, 10, 2))
+  x = x.at[:, :2].set(0.0).at[:, -2:].set(1.0)
+  y = jnp.array([[0], [1], [2], [0], [1], [2]])
+  return logits_fn, x, y
+
+
+def _apply(graphdef, state, images):
+  return nnx.merge(graphdef, state, copy=True)(images)
+
+
+def _loss(logits_fn, x, y, d):
+  return float(tasks.loss(logits_fn(x + d), y, tasks.MULTI_CLASS))
+
+
+@pytest.mark.parametrize("schedule", ["step", "round"])
+def test_budget_box_and_union_support(setup, schedule):
+  logits_fn, x, y = setup
+  delta, union = pgd.masked_pgd(logits_fn, x, y, jnp.zeros_like(x), mask_ratio=0.1,
+                                epsilon=EPS, step_size=2 / 255, steps=6, mask_schedule=schedule,
+                                return_mask=True)
+  chex.assert_shape(delta, x.shape)
+  chex.assert_shape(union, x.shape[:3])
+  assert float(jnp.abs(delta).max()) <= EPS + 1e-7
+  assert float(jnp.abs(delta).max()) > 0
+  xd = x + delta
+  assert float(xd.min()) >= 0.0 and float(xd.max()) <= 1.0
+  outside = jnp.where(union[..., None], 0.0, delta)
+  np.testing.assert_array_equal(outside, 0.0)
+  if schedule == "round":  # one mask for the whole round: exactly k pixels
+    np.testing.assert_array_equal(union.sum((1, 2)), masks.num_kept(0.1, 100))
+
+
+def test_strict_support_bounds_l0(setup):
+  logits_fn, x, y = setup
+  delta = pgd.masked_pgd(logits_fn, x, y, jnp.zeros_like(x), mask_ratio=0.05, steps=8,
+                         step_size=1 / 255, support="strict")
+  touched = (delta != 0).any(-1).sum((1, 2))
+  assert int(touched.max()) <= masks.num_kept(0.05, 100)
+  assert int(touched.min()) > 0
+
+
+def test_fixed_mask_is_respected(setup):
+  logits_fn, x, y = setup
+  fixed = jnp.zeros(x.shape[:3], bool).at[:, 4:6, 4:6].set(True)
+  delta, union = pgd.masked_pgd(logits_fn, x, y, jnp.zeros_like(x), mask_ratio=0.04, steps=3,
+                                mask_schedule="fixed", fixed_mask=fixed, return_mask=True)
+  np.testing.assert_array_equal(union, fixed)
+  np.testing.assert_array_equal(jnp.where(fixed[..., None], 0.0, delta), 0.0)
+
+
+def test_error_minimizing_lowers_the_loss(setup):
+  logits_fn, x, y = setup
+  zero = jnp.zeros_like(x)
+  for ratio in (0.1, 1.0):
+    delta = pgd.masked_pgd(logits_fn, x, y, zero, mask_ratio=ratio, steps=10, step_size=1 / 255)
+    assert _loss(logits_fn, x, y, delta) < _loss(logits_fn, x, y, zero) - 1e-4
+
+
+def _reference_em(logits_fn, x, y, delta, steps, alpha, eps):
+  """EM (Huang et al. 2021) written independently: plain sign steps, no mask."""
+  for _ in range(steps):
+    g = jax.grad(lambda d: tasks.per_example_loss(logits_fn(x + d), y, tasks.MULTI_CLASS).sum())(
+        delta)
+    delta = jnp.clip(delta - alpha * jnp.sign(g), -eps, eps)
+    delta = jnp.clip(x + delta, 0.0, 1.0) - x
+  return delta
+
+
+def test_ratio_one_is_exactly_em(setup):
+  logits_fn, x, y = setup
+  d0 = jax.random.uniform(jax.random.key(3), x.shape, minval=-EPS, maxval=EPS)
+  d0 = jnp.clip(x + d0, 0, 1) - x
+  ours = pgd.masked_pgd(logits_fn, x, y, d0, mask_ratio=1.0, epsilon=EPS, step_size=0.8 / 255,
+                        steps=5)
+  ref = _reference_em(logits_fn, x, y, d0, 5, 0.8 / 255, EPS)
+  np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+
+
+def test_zero_steps_returns_start(setup):
+  logits_fn, x, y = setup
+  d0 = jnp.full(x.shape, 0.01)
+  np.testing.assert_array_equal(pgd.masked_pgd(logits_fn, x, y, d0, steps=0), d0)
+
+
+def test_class_wise_groups(setup):
+  logits_fn, x, y = setup
+  delta = pgd.masked_pgd(logits_fn, x, y, jnp.zeros((3,) + x.shape[1:]), mask_ratio=0.2,
+                         steps=4, groups=y[:, 0])
+  chex.assert_shape(delta, (3,) + x.shape[1:])
+  assert 0 < float(jnp.abs(delta).max()) <= EPS + 1e-7
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mask_ratio=0.0), "mask_ratio"),
+    (dict(mask_ratio=float("nan")), "mask_ratio"),
+    (dict(epsilon=-0.1), "epsilon"),
+    (dict(epsilon=float("nan")), "epsilon"),
+    (dict(step_size=0.0), "step_size"),
+    (dict(steps=-1), "steps"),
+    (dict(mask_schedule="sometimes"), "mask_schedule"),
+    (dict(support="loose"), "support"),
+    (dict(mask_schedule="fixed"), "fixed_mask"),
+    (dict(saliency_reduce="mean"), "reduction"),
+    (dict(task="regression"), "task"),
+])
+def test_invalid_arguments_raise(setup, kwargs, match):
+  logits_fn, x, y = setup
+  with pytest.raises(ValueError, match=match):
+    pgd.masked_pgd(logits_fn, x, y, jnp.zeros_like(x), **kwargs)
+
+
+def test_shape_mismatch_raises(setup):
+  logits_fn, x, y = setup
+  with pytest.raises(ValueError, match="delta"):
+    pgd.masked_pgd(logits_fn, x, y, jnp.zeros((1,) + x.shape[1:]))
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max", "l2"])
+def test_pixel_saliency_is_reduced_abs_gradient(setup, reduce):
+  logits_fn, x, y = setup
+  sal = saliency.pixel_saliency(logits_fn, x, y, reduce=reduce)
+  chex.assert_shape(sal, x.shape[:3])
+  g = jax.grad(lambda z: tasks.per_example_loss(logits_fn(z), y, tasks.MULTI_CLASS).sum())(x)
+  expected = {"sum": jnp.abs(g).sum(-1), "max": jnp.abs(g).max(-1),
+              "l2": jnp.linalg.norm(g, axis=-1)}[reduce]
+  np.testing.assert_allclose(sal, expected, rtol=1e-5, atol=1e-8)
+  assert float(sal.min()) >= 0
+
+
+def test_saliency_of_one_image_ignores_the_rest_of_the_batch(setup):
+  logits_fn, x, y = setup
+  alone = saliency.pixel_saliency(logits_fn, x[:1], y[:1])
+  together = saliency.pixel_saliency(logits_fn, x, y)[:1]
+  np.testing.assert_allclose(alone, together, rtol=1e-5, atol=1e-9)
+
+
+def test_multilabel_uses_bce():
+  images, _ = tiny.blobs(4, 8)
+  labels = jnp.array([[0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
+  model = create_model("small_cnn", num_classes=3, in_channels=1, image_size=8,
+                       rngs=nnx.Rngs(0), width=4)
+  model.eval()
+  delta = pgd.masked_pgd(lambda z: model(z), jnp.asarray(images), labels,
+                         jnp.zeros_like(images), task=tasks.MULTI_LABEL, steps=3)
+  assert float(jnp.abs(delta).max()) > 0
