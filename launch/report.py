@@ -1,0 +1,26 @@
+"""Turn --workdir into a Markdown + HTML report with figures (report/index.html).
+
+  python -m launch.report --config=configs/salm.py:synthetic --workdir=runs/demo
+
+The report is drawn from what the workdir holds (protected/, metrics.jsonl,
+preview.npz, evaluation/, sweep/); --config is accepted so every entry point
+takes the same flags, but the report shows the config saved with the run.
+"""
+from absl import app
+
+from launch import common
+from salm_jax import report
+
+
+def main(argv):
+  del argv
+  common.setup()
+  print(f"Report: {report.build_report(common.WORKDIR.value)}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
