@@ -61,7 +61,7 @@ def save(directory: str, round_index: int, *, surrogate_state, arrays: dict[str,
     shutil.rmtree(path)
   os.makedirs(directory, exist_ok=True)
   with _quiet():
-    ocp.save_pytree(path, tree)
+    ocp.save(path, tree)
   for _, old in _round_dirs(directory)[:-keep]:
     shutil.rmtree(old, ignore_errors=True)
   return path
@@ -75,7 +75,7 @@ def restore(directory: str, round_index: int, *, surrogate_template):
   """
   path = os.path.join(directory, f"round_{round_index:06d}")
   with _quiet():
-    tree = ocp.load_pytree(path)
+    tree = ocp.load(path)
   leaves, treedef = jax.tree.flatten(surrogate_template)
   saved = [tree["surrogate"][k] for k in sorted(tree["surrogate"])]
   if len(saved) != len(leaves):

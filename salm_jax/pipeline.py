@@ -1,0 +1,104 @@
+"""The stages a data owner runs, in order: protect -> evaluate -> report.
+
+`launch/run.py` runs all three; `launch/protect.py`, `launch/evaluate.py` and
+`launch/report.py` run one each on the same workdir. A stage whose output is
+already complete is refused unless `overwrite` (see `workdir.start_stage`);
+`run_all` instead skips finished stages, so rerunning it after a kill picks
+up where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+
+from salm_jax import evaluation
+from salm_jax import protect as protect_lib
+from salm_jax import tasks
+from salm_jax import workdir as wd
+
+
+def evaluate_stage(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
+                   progress: bool = True) -> dict:
+  wd.require(workdir, wd.DONE_PROTECT, "run launch.protect on this workdir first")
+  wd.start_stage(workdir, config, done_file=wd.DONE_EVALUATE, outputs=(wd.EVALUATION,),
+                 overwrite=overwrite, config_file=os.path.join(wd.EVALUATION, "config.json"))
+  return evaluation.run_evaluation(config, workdir, progress=progress)
+
+
+def report_stage(workdir: str) -> str:
+  from salm_jax import report  # matplotlib: only loaded when a report is made
+  wd.require(workdir, wd.DONE_PROTECT, "run launch.protect on this workdir first")
+  return report.build_report(workdir)
+
+
+def run_all(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
+            progress: bool = True) -> dict:
+  """Protect, evaluate and report; finished stages are kept unless `overwrite`."""
+  if overwrite or not os.path.exists(wd.path(workdir, wd.DONE_PROTECT)):
+    protect_lib.protect(config, workdir, overwrite=overwrite, progress=progress)
+    overwrite = True  # new noise: the later stages must be redone
+  if overwrite or not os.path.exists(wd.path(workdir, wd.DONE_EVALUATE)):
+    evaluate_stage(config, workdir, overwrite=overwrite, progress=progress)
+  report_path = report_stage(workdir)
+  return summarize(workdir, report_path)
+
+
+def summarize(workdir: str, report_path: str) -> dict:
+  """The few numbers that show the protection works, read from the workdir's files."""
+  with open(wd.path(workdir, wd.DONE_PROTECT), encoding="utf-8") as f:
+    manifest = json.load(f)
+  with open(wd.path(workdir, wd.DONE_EVALUATE), encoding="utf-8") as f:
+    results = json.load(f)
+  split = manifest["perturbed_splits"][0]
+  return {
+      "protected_file": wd.path(workdir, wd.PROTECTED, manifest["files"]["data"]["name"]),
+      "report": report_path,
+      "tables": wd.path(workdir, wd.EVALUATION, "results.md"),
+      "dataset": manifest["dataset"]["name"], "split": split,
+      "utility": manifest["split_stats"][split],
+      "chance_accuracy": _chance_accuracy(workdir, manifest),
+      "victims": [{"arch": r["arch"], "defense": r["defense"],
+                   "poison_fraction": r["poison_fraction"],
+                   "clean_acc": r["clean"]["last"]["acc"], "clean_auc": r["clean"]["last"]["auc"],
+                   "protected_acc": r["protected"]["last"]["acc"],
+                   "protected_auc": r["protected"]["last"]["auc"]} for r in results["rows"]],
+  }
+
+
+def _chance_accuracy(workdir: str, manifest: dict) -> float:
+  """Test ACC of always answering the most frequent class (per label for multi-label)."""
+  path = wd.path(workdir, wd.PROTECTED, manifest["files"]["data"]["name"])
+  with np.load(path) as f:
+    labels = f["test_labels"]
+  if manifest["dataset"]["task"] == tasks.MULTI_LABEL:
+    p = labels.mean(0)
+    return float(np.maximum(p, 1 - p).mean())
+  return float(np.bincount(labels[:, 0]).max() / len(labels))
+
+
+def summary_text(summary: dict) -> str:
+  u = summary["utility"]
+  lines = [
+      f"Protected {summary['dataset']} ({summary['split']} split): PSNR {_f(u.get('psnr'))} dB, "
+      f"SSIM {_f(u.get('ssim'))}, {100 * u['frac_changed']:.1f}% of pixels changed, "
+      f"max change {u['linf_uint8']}/255.",
+      "Victims trained on each copy, tested on the clean test set (last epoch):",
+  ]
+  for v in summary["victims"]:
+    lines.append(f"  {v['arch']:<12} {v['defense']:<14} trained on clean: ACC {v['clean_acc']:.3f}"
+                 f" AUC {_f(v['clean_auc'])}   trained on protected: ACC "
+                 f"{v['protected_acc']:.3f} AUC {_f(v['protected_auc'])}")
+  if summary.get("chance_accuracy") is not None:
+    lines.append(f"  (chance: always predicting the majority class scores ACC "
+                 f"{summary['chance_accuracy']:.3f})")
+  lines += [f"Protected dataset: {summary['protected_file']}",
+            f"Tables:            {summary['tables']}",
+            f"Report:            {summary['report']}"]
+  return "\n".join(lines)
+
+
+def _f(x) -> str:
+  return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
