@@ -142,6 +142,7 @@ class _Steps:
                                          reduce=noise["saliency_reduce"])
 
     self.train = jax.jit(functools.partial(surrogate_lib.train_steps, sur))
+    self.recalibrate = jax.jit(functools.partial(surrogate_lib.recalibrate_batch_norm, sur))
     self.pgd_round = jax.jit(pgd_round)
     self.correct = jax.jit(correct)
     self.clean_saliency = jax.jit(clean_saliency)
@@ -260,6 +261,8 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, g
   per_sample = run.delta[groups[idx]] if groups is not None else run.delta[idx]
   put = lambda a: sharding.shard_batch(mesh, a, axis=1)
   state, train_metrics = steps.train(run.state, put(images[idx]), put(labels[idx]), put(per_sample))
+  if sur_cfg.get("bn_recalibration"):
+    state = _recalibrate(steps, mesh, state, images, run, groups, sur_cfg.bn_recalibration, key)
   if noise.mask_schedule == "fixed" and r == 0:
     run.fixed_mask = _clean_masks(steps, noise, mesh, state, images, labels, groups, num=len(
         run.delta))
@@ -273,6 +276,15 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, g
             "frac_nonzero": float((np.abs(run.delta) > 0).any(-1).mean()),
             "linf": float(np.abs(run.delta).max()), "seconds": time.time() - start}
   return dataclasses.replace(run, history=run.history + [record], next_round=r + 1)
+
+
+def _recalibrate(steps: _Steps, mesh, state, images, run: _Run, groups, count: int, key):
+  """Exact BatchNorm statistics on `count` random perturbed training images."""
+  count = sharding.round_up(min(count, len(images)), mesh.devices.size)
+  idx = _train_batches(len(images), count, 1, jax.random.fold_in(key, 0xB0B))[0]
+  delta = run.delta[groups[idx]] if groups is not None else run.delta[idx]
+  inputs = np.clip(images[idx] + delta, 0.0, 1.0)
+  return steps.recalibrate(state, sharding.shard_batch(mesh, inputs))
 
 
 def _batches(n: int, batch: int):

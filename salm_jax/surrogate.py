@@ -30,6 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
       width=16,               # base width; 64 is the full ResNet-18
       lr=0.1, momentum=0.9, weight_decay=5e-4,
       batch_size=128,
+      bn_recalibration=512,   # images for exact BatchNorm statistics each round (0: off)
   ))
 
 
@@ -88,6 +89,25 @@ def train_step(sur: Surrogate, state: State, images, labels, delta):
   params = optax.apply_updates(state["params"], updates)
   metrics = {"loss": loss, "accuracy": tasks.accuracy(logits, labels, sur.task)}
   return {"params": params, "rest": rest, "opt": opt}, metrics
+
+
+def recalibrate_batch_norm(sur: Surrogate, state: State, images) -> State:
+  """Sets every BatchNorm's running statistics to the exact statistics of `images`.
+
+  PGD and the stop test see the surrogate in inference mode. After a handful
+  of SGD steps its running averages (momentum 0.9) still describe older
+  weights, and the inference-mode surrogate can sit at chance while the
+  training-mode one fits the data: noise shaped against it is no shortcut
+  at all. One training-mode pass with momentum 0 over a large batch of
+  x + δ ("precise BN") makes inference mode match the weights.
+  """
+  model = nnx.merge(sur.graphdef, state["params"], state["rest"], copy=True)
+  for _, module in model.iter_modules():
+    if isinstance(module, nnx.BatchNorm):
+      module.momentum = 0.0
+  model.train()
+  model(images)
+  return {**state, "rest": nnx.state(model, nnx.Not(nnx.Param))}
 
 
 def train_steps(sur: Surrogate, state: State, images, labels, delta):

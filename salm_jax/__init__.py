@@ -1,0 +1,21 @@
+"""salm_jax: sparse unlearnable noise (SALM) for medical image datasets, in JAX.
+
+The public API, as pure functions:
+  pixel_saliency(logits_fn, images, labels, ...) -> (B, H, W)
+  topk_mask(scores, ratio) -> bool (B, H, W)
+  masked_pgd(logits_fn, images, labels, delta, mask_ratio=..., epsilon=...,
+             step_size=..., steps=..., ...) -> delta
+  generate(config, images, labels, task=..., num_classes=...) -> GeneratorResult
+and the stages behind the command line: `protect`, `evaluate` (see
+`salm_jax.evaluation.run_evaluation`), `run_sweep`, `build_report`.
+"""
+from salm_jax.generator import GeneratorResult, generate
+from salm_jax.masks import topk_mask
+from salm_jax.pgd import masked_pgd
+from salm_jax.protect import protect
+from salm_jax.saliency import pixel_saliency
+
+__version__ = "0.1.0"
+
+__all__ = ["GeneratorResult", "generate", "masked_pgd", "pixel_saliency", "protect",
+           "topk_mask", "__version__"]
