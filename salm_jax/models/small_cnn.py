@@ -14,17 +14,17 @@ from salm_jax.models import common
 
 
 class SmallCNN(nnx.Module):
-  """conv-BN-ReLU ×3 (widths w, 2w, 4w), pooling between blocks, then a linear head."""
+  """conv-BN-ReLU x3 (widths w, 2w, 4w), pooling between blocks, then a linear head."""
 
   def __init__(self, *, num_classes: int, in_channels: int, width: int = 16,
                rngs: nnx.Rngs):
     widths = (width, 2 * width, 4 * width)
     chans = (in_channels,) + widths
     self.convs = nnx.List([
-        nnx.Conv(chans[i], chans[i + 1], (3, 3), use_bias=False, rngs=rngs)
+        common.conv(chans[i], chans[i + 1], 3, rngs=rngs)
         for i in range(3)])
-    self.norms = nnx.List([nnx.BatchNorm(c, momentum=0.9, rngs=rngs) for c in widths])
-    self.head = nnx.Linear(widths[-1], num_classes, rngs=rngs)
+    self.norms = nnx.List([common.batch_norm(c, rngs=rngs) for c in widths])
+    self.head = common.linear(widths[-1], num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = common.normalize(x)
@@ -33,3 +33,8 @@ class SmallCNN(nnx.Module):
       if i < 2:
         x = nnx.avg_pool(x, (2, 2), strides=(2, 2))
     return self.head(jnp.mean(x, axis=(1, 2)))
+
+
+def small_cnn(*, num_classes: int, in_channels: int, rngs: nnx.Rngs,
+              width: int = 16) -> SmallCNN:
+  return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=width, rngs=rngs)
