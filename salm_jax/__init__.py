@@ -6,16 +6,16 @@ The public API, as pure functions:
   masked_pgd(logits_fn, images, labels, delta, mask_ratio=..., epsilon=...,
              step_size=..., steps=..., ...) -> delta
   generate(config, images, labels, task=..., num_classes=...) -> GeneratorResult
-and the stages behind the command line: `protect`, `evaluate` (see
-`salm_jax.evaluation.run_evaluation`), `run_sweep`, `build_report`.
+and the stages behind the command line: `salm_jax.protect.protect`,
+`salm_jax.evaluation.run_evaluation`, `salm_jax.sweep.run_sweep`,
+`salm_jax.report.build_report` (all run by `salm_jax.pipeline.run_all`).
 """
 from salm_jax.generator import GeneratorResult, generate
 from salm_jax.masks import topk_mask
 from salm_jax.pgd import masked_pgd
-from salm_jax.protect import protect
 from salm_jax.saliency import pixel_saliency
 
 __version__ = "0.1.0"
 
-__all__ = ["GeneratorResult", "generate", "masked_pgd", "pixel_saliency", "protect",
-           "topk_mask", "__version__"]
+__all__ = ["GeneratorResult", "generate", "masked_pgd", "pixel_saliency", "topk_mask",
+           "__version__"]
