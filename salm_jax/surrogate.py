@@ -102,7 +102,7 @@ def recalibrate_batch_norm(sur: Surrogate, state: State, images) -> State:
   x + δ ("precise BN") makes inference mode match the weights.
   """
   model = nnx.merge(sur.graphdef, state["params"], state["rest"], copy=True)
-  for _, module in model.iter_modules():
+  for _, module in nnx.iter_modules(model):
     if isinstance(module, nnx.BatchNorm):
       module.momentum = 0.0
   model.train()
