@@ -258,9 +258,27 @@ def _best_epoch(history: list[dict]) -> int:
   return int(np.argmax(vals))
 
 
-def _epoch_batches(n: int, batch_size: int, key: jax.Array):
-  perm = np.asarray(jax.random.permutation(key, n))
-  return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+def _train_epoch(train_step, state: VictimState, x: np.ndarray, y: np.ndarray,
+                 batch_size: int, key: jax.Array) -> tuple[VictimState, float]:
+  """One pass over a fresh shuffle of (x, y); returns the state and the mean loss."""
+  k_shuffle, k_steps = jax.random.split(key)
+  perm = np.asarray(jax.random.permutation(k_shuffle, len(x)))
+  losses = []
+  for i, start in enumerate(range(0, len(x), batch_size)):
+    idx = perm[start:start + batch_size]
+    state, m = train_step(state, (x[idx], y[idx]), jax.random.fold_in(k_steps, i))
+    losses.append(m["loss"])
+  return state, float(np.mean(jax.device_get(losses)))
+
+
+def _summary(history: list[dict]) -> dict:
+  best = history[_best_epoch(history)]
+  return {
+      "last": {"epoch": history[-1]["epoch"], "auc": history[-1]["test_auc"],
+               "acc": history[-1]["test_acc"]},
+      "best_val": {"epoch": best["epoch"], "auc": best["test_auc"], "acc": best["test_acc"],
+                   "val_auc": best["val_auc"]},
+  }
 
 
 def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
@@ -277,13 +295,15 @@ def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
   defense = defenses_lib.get(defense) if isinstance(defense, str) else defense
   if len(train) == 0:
     raise ValueError("train_victim got an empty training split.")
+  if int(cfg.epochs) < 1:
+    raise ValueError(f"victim epochs must be >= 1, got {cfg.epochs}.")
   t0 = time.time()
   x_train = prepare_images(train, defense, train=True)
   y_train = np.asarray(train.labels)
   evals = {"val": prepare_images(val, defense, False), "test": prepare_images(test, defense, False)}
   eval_labels = {"val": np.asarray(val.labels), "test": np.asarray(test.labels)}
-  n, batch_size = len(x_train), min(cfg.batch_size, len(x_train))
-  steps_per_epoch = -(-n // batch_size)
+  batch_size = min(cfg.batch_size, len(x_train))
+  steps_per_epoch = -(-len(x_train) // batch_size)
   k_init, k_loop = jax.random.split(key)
   graphdef, eval_graphdef, params, rest = init_model(
       arch, cfg, num_classes=num_classes, in_channels=x_train.shape[-1],
@@ -298,27 +318,15 @@ def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
   history = []
   bar = tqdm.trange(cfg.epochs, desc=desc, disable=not progress, leave=False)
   for epoch in bar:
-    k_shuffle, k_steps = jax.random.split(jax.random.fold_in(k_loop, epoch))
-    losses = []
-    for i, idx in enumerate(_epoch_batches(n, batch_size, k_shuffle)):
-      state, m = train_step(state, (x_train[idx], y_train[idx]), jax.random.fold_in(k_steps, i))
-      losses.append(m["loss"])
+    state, loss = _train_epoch(train_step, state, x_train, y_train, batch_size,
+                               jax.random.fold_in(k_loop, epoch))
     ev = _evaluate(scores_fn, state, evals, eval_labels, task, eval_bs)
-    row = {"epoch": epoch + 1, "train_loss": float(np.mean(jax.device_get(losses))),
+    row = {"epoch": epoch + 1, "train_loss": loss,
            **{f"{s}_{k}": v for s in ev for k, v in ev[s].items()}}
     history.append(row)
     logging.info("%s epoch %d/%d: loss %.4f val auc %.4f acc %.4f test auc %.4f acc %.4f",
                  desc, epoch + 1, cfg.epochs, row["train_loss"], row["val_auc"],
                  row["val_acc"], row["test_auc"], row["test_acc"])
     bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
-  best = history[_best_epoch(history)]
-  model = nnx.merge(eval_graphdef, state.params, state.rest)
-  return {
-      "history": history,
-      "last": {"epoch": history[-1]["epoch"], "auc": history[-1]["test_auc"],
-               "acc": history[-1]["test_acc"]},
-      "best_val": {"epoch": best["epoch"], "auc": best["test_auc"], "acc": best["test_acc"],
-                   "val_auc": best["val_auc"]},
-      "seconds": time.time() - t0,
-      "model": model,
-  }
+  return {"history": history, **_summary(history), "seconds": time.time() - t0,
+          "model": nnx.merge(eval_graphdef, state.params, state.rest)}
