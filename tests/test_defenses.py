@@ -1,4 +1,5 @@
 """Defenses: spec parsing, and what each augmentation / preprocessing / PGD does."""
+import functools
 import io
 
 import chex
@@ -8,8 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salm_jax import defenses
+from salm_jax import defenses, victim
 from salm_jax.defenses import adversarial, augment, jpeg as jpeg_lib, preprocess, spec
+
+
+# These tests check behaviour, not speed: compile without XLA's costly CPU passes.
+fast_jit = functools.partial(jax.jit, compiler_options=victim.FAST_COMPILE_OPTIONS)
 
 
 def _images(c=3, n=4, size=12, seed=0):
@@ -59,7 +64,7 @@ def _run_one(name, x, key):
   return d.batch_transform(y, t, key)
 
 
-@jax.jit
+@fast_jit
 def _run_all(x, key):
   return {name: _run_one(name, x, key) for name in defenses.names()}
 
@@ -78,7 +83,7 @@ def test_every_defense_keeps_shape_range_and_key_determinism():
     assert float(jnp.abs(y1 - x).max()) > 0, name  # every defense changes something
 
 
-@jax.jit
+@fast_jit
 def _augmented(x, k):
   return {"flip1": augment.hflip(x, k, p=1.0), "flip0": augment.hflip(x, k, p=0.0),
           "pad0": augment.crop_pad(x, k, padding=0), "pad2": augment.crop_pad(x, k, padding=2),
@@ -102,7 +107,7 @@ def test_augmentations_do_what_they_say():
   assert zeros.max() <= 36 and zeros.min() >= 9  # a 6x6 box, clipped at the border
 
 
-@jax.jit
+@fast_jit
 def _mixed(x, t, ml, k):
   return (augment.mixup(x, t, k, alpha=1.0), augment.cutmix(x, t, k, alpha=1.0),
           augment.mixup(x, ml, k))
@@ -120,7 +125,7 @@ def test_mixup_and_cutmix_mix_targets_like_pixels():
   np.testing.assert_allclose(tml[:, 2], 1.0, atol=1e-6)
 
 
-@jax.jit
+@fast_jit
 def _preprocessed(x, flat, salt, disk):
   return {"bits": preprocess.bit_depth(x, bits=1), "gray": preprocess.grayscale(x),
           "crop1": preprocess.center_crop_resize(x, scale=1.0),
@@ -161,7 +166,7 @@ def test_jpeg_matches_pillow(channels):
   img = np.clip((img - img.min()) / (img.max() - img.min()) * 255, 0, 255).astype(np.uint8)
   errors = []
   for q in (10, 50, 90):
-    ours = np.asarray(jax.jit(lambda x: jpeg_lib.jpeg(x, q))(img / np.float32(255))) * 255
+    ours = np.asarray(fast_jit(lambda x: jpeg_lib.jpeg(x, q))(img / np.float32(255))) * 255
     pil = np.stack([_pillow_jpeg(im.squeeze(-1) if channels == 1 else im, q) for im in img])
     pil = pil.reshape(ours.shape).astype(np.float32)
     assert np.abs(ours - pil).mean() < 1.5, q  # within ~1 gray level on average
@@ -176,7 +181,8 @@ def test_pgd_maximizes_within_the_ball():
   w = jax.random.normal(jax.random.key(0), x.shape)
   loss = lambda xa: jnp.sum(w * xa)
   # From a random start anywhere in the ball, 9 steps of 2/255 reach its far corner.
-  adv = adversarial.pgd(loss, x, jax.random.key(1), eps=8 / 255, steps=9, step_size=2 / 255)
+  adv = fast_jit(lambda x, k: adversarial.pgd(loss, x, k, eps=8 / 255, steps=9,
+                                              step_size=2 / 255))(x, jax.random.key(1))
   assert float(jnp.abs(adv - x).max()) <= 8 / 255 + 1e-6
   # A linear loss is maximized at the corner x + eps * sign(w).
   chex.assert_trees_all_close(adv, x + 8 / 255 * jnp.sign(w), atol=1e-6)
@@ -184,13 +190,13 @@ def test_pgd_maximizes_within_the_ball():
 
 def test_eval_preprocessing_follows_the_eval_flag():
   x = _images(c=3)
-  ev = lambda s: np.asarray(jax.jit(defenses.get(s).preprocess_eval)(x))
+  ev = lambda s: np.asarray(fast_jit(defenses.get(s).preprocess_eval)(x))
   np.testing.assert_allclose(ev("jpeg:quality=10"), x)  # training data only by default
   assert np.abs(ev("jpeg:quality=10,eval=1") - x).max() > 0
   g = ev("grayscale")
   np.testing.assert_allclose(g[..., 0], g[..., 1])
   np.testing.assert_allclose(ev("random_crop_resize:min_scale=0.5"),
-                             jax.jit(preprocess.center_crop_resize, static_argnums=1)(x, 0.75),
+                             fast_jit(preprocess.center_crop_resize, static_argnums=1)(x, 0.75),
                              atol=1e-6)
   assert not defenses.get("hflip").has_eval_preprocessing
   assert defenses.get("bit_depth").has_train_preprocessing

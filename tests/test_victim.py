@@ -131,7 +131,8 @@ def test_the_step_specs_cover_every_defense():
 @pytest.mark.parametrize("spec", list(_COMBINED))
 def test_every_defense_trains_one_step(spec):
   task, k = _COMBINED[spec]
-  x = jax.jit(defenses.get(spec).preprocess_train)(
+  x = jax.jit(defenses.get(spec).preprocess_train,
+              compiler_options=victim.FAST_COMPILE_OPTIONS)(
       jax.random.uniform(jax.random.key(3), (4, 12, 12, 3)))
   labels = (jnp.array([[0, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 1]]) if task == tasks.MULTI_LABEL
             else jnp.arange(4)[:, None] % k)
