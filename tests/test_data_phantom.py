@@ -86,3 +86,14 @@ def test_small_cnn_learns_the_default_phantom():
   logits = nnx.jit(lambda m, x: m(x))(model, as_float(ds.test.images))
   acc = float(tasks.accuracy(logits, ds.test.labels.astype(np.int32), ds.task))
   assert acc >= 0.9, acc
+
+
+def test_lesion_contrast_makes_lesions_subtle_and_keeps_determinism():
+  make = lambda **kw: phantom.make_phantom(n_train=64, n_val=8, n_test=8, **kw)
+  bright, subtle, again = make(), make(lesion_contrast=40), make(lesion_contrast=40)
+  np.testing.assert_array_equal(subtle.train.images, again.train.images)
+  np.testing.assert_array_equal(subtle.train.labels, bright.train.labels)
+  # Bright lesions cover many pixels >= 170; subtle ones (organ + ~40) almost none.
+  count = lambda ds: (ds.train.images >= 170).sum((1, 2)).mean()
+  assert count(subtle) < 0.5 * count(bright)
+  assert "lesion_contrast=40" in subtle.source

@@ -34,6 +34,7 @@ def default_phantom_config() -> ml_collections.ConfigDict:
       "n_val": 128,
       "n_test": 256,
       "seed": 0,
+      "lesion_contrast": 0.0,  # 0: bright lesions; > 0: lesions this many levels above the organ
   })
 
 

@@ -40,7 +40,7 @@ def resolve_task(task: str) -> str:
 
 def make_phantom(*, task: str = "binary", num_classes: int = 2, size: int = 28,
                  channels: int = 1, n_train: int = 512, n_val: int = 128,
-                 n_test: int = 256, seed: int = 0) -> Dataset:
+                 n_test: int = 256, seed: int = 0, lesion_contrast: float = 0.0) -> Dataset:
   """Builds the phantom dataset; the same arguments give bit-identical arrays.
 
   Args:
@@ -51,6 +51,10 @@ def make_phantom(*, task: str = "binary", num_classes: int = 2, size: int = 28,
     channels: 1 (gray) or 3 (RGB).
     n_train, n_val, n_test: split sizes.
     seed: the only source of randomness.
+    lesion_contrast: 0 (default) draws bright lesions (170..255 on a 25..55
+      organ), which any model learns in a few steps; > 0 draws each lesion
+      this many uint8 levels (±30%) above its organ, like the subtle lesions
+      of real scans.
   """
   task = resolve_task(task)
   num_classes = 2 if task == tasks.BINARY else int(num_classes)
@@ -60,12 +64,14 @@ def make_phantom(*, task: str = "binary", num_classes: int = 2, size: int = 28,
   for i, (name, n) in enumerate(zip(SPLITS, (n_train, n_val, n_test))):
     rng = np.random.default_rng([seed, i])
     labels = _labels(rng, task, num_classes, n)
-    images = np.stack([_image(rng, lab, task, shapes, size, channels) for lab in labels])
+    images = np.stack([_image(rng, lab, task, shapes, size, channels, lesion_contrast)
+                       for lab in labels])
     splits[name] = Split(images=images, labels=labels)
   label_names = {str(k): f"{'finding' if task == tasks.MULTI_LABEL else 'lesion'}: {s}"
                  for k, s in enumerate(shapes)}
   source = (f"phantom(task={task!r}, num_classes={num_classes}, size={size}, "
-            f"channels={channels}, seed={seed})")
+            f"channels={channels}, seed={seed}"
+            + (f", lesion_contrast={lesion_contrast:g})" if lesion_contrast else ")"))
   return Dataset(name="phantom", task=task, num_classes=num_classes,
                  label_names=label_names, splits=splits, source=source, source_md5="")
 
@@ -92,14 +98,15 @@ def _labels(rng: np.random.Generator, task: str, k: int, n: int) -> np.ndarray:
   return rng.permutation(np.arange(n) % k).astype(np.uint8)[:, None]
 
 
-def _image(rng, label, task, shapes, size, channels) -> np.ndarray:
+def _image(rng, label, task, shapes, size, channels, contrast=0.0) -> np.ndarray:
   """One uint8 image: organ, distractor dots, then the lesion(s) of its label."""
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
   scale = size / 28.0
   cy, cx = rng.uniform(0.4, 0.6, 2) * size
   ry, rx = rng.uniform(0.3, 0.42, 2) * size
   organ = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-  img = np.where(organ, rng.uniform(25, 55) + rng.normal(0, 8, (size, size)), 0.0)
+  level = rng.uniform(25, 55)
+  img = np.where(organ, level + rng.normal(0, 8, (size, size)), 0.0)
   for _ in range(rng.integers(2, 5)):
     dy, dx = _point_in_organ(rng, cy, cx, ry, rx)
     dot = (yy - dy) ** 2 + (xx - dx) ** 2 <= (rng.uniform(0.6, 1.3) * scale) ** 2
@@ -109,7 +116,10 @@ def _image(rng, label, task, shapes, size, channels) -> np.ndarray:
     ly, lx = _point_in_organ(rng, cy, cx, ry, rx)
     radius = rng.uniform(3.5, 4.5) * scale
     mask = _shape_mask(shapes[k], yy - ly, xx - lx, radius, scale)
-    img = np.where(mask, rng.uniform(170, 255), img)
+    if contrast:
+      img = np.where(mask, img + contrast * rng.uniform(0.7, 1.3), img)
+    else:
+      img = np.where(mask, rng.uniform(170, 255), img)
   img = np.clip(np.rint(img), 0, 255)
   if channels == 3:
     tint = rng.uniform(0.55, 1.0, 3)

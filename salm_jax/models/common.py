@@ -87,12 +87,15 @@ def is_small_image(image_size: int) -> bool:
 
 
 def conv(in_features: int, out_features: int, kernel: int, *, stride: int = 1,
-         use_bias: bool = False, rngs: nnx.Rngs) -> nnx.Conv:
-  """A square conv with PyTorch-style symmetric padding `kernel // 2`."""
+         use_bias: bool = False, kernel_init=None, rngs: nnx.Rngs) -> nnx.Conv:
+  """A square conv with PyTorch-style symmetric padding `kernel // 2`.
+
+  `kernel_init` defaults to He normal (fan out), torchvision's ResNet init.
+  """
   pad = kernel // 2
   return nnx.Conv(in_features, out_features, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=use_bias,
-                  kernel_init=he_normal_fan_out, rngs=rngs)
+                  kernel_init=kernel_init or he_normal_fan_out, rngs=rngs)
 
 
 def linear(in_features: int, out_features: int, *, rngs: nnx.Rngs) -> nnx.Linear:
