@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.evaluation = evaluation.default_config()
   config.sweep = ml_collections.ConfigDict(dict(
       parameter="noise.mask_ratio",   # dotted config field the sweep varies
-      values=(0.01, 0.05, 0.1, 0.2, 0.5, 1.0),
+      grid=(0.01, 0.05, 0.1, 0.2, 0.5, 1.0),  # values of the parameter ('values' is a ConfigDict method)
       evaluate=True,                  # train victims at every point
   ))
   config.tensorboard = True           # also write TensorBoard events if a writer is installed
@@ -118,4 +118,4 @@ def _tiny(config) -> None:
   config.evaluation.model_kwargs = {"small_cnn": {"width": 4}}
   config.evaluation.epochs = 2
   config.evaluation.batch_size = 32
-  config.sweep.values = (0.1, 1.0)
+  config.sweep.grid = (0.1, 1.0)

@@ -1,7 +1,7 @@
 """A grid over one config field (default: the mask ratio), aggregated into one table and plot.
 
   python -m launch.sweep --config=configs/salm.py:synthetic --workdir=runs/ratio \
-      --config.sweep.values='(0.05, 0.1, 0.5, 1.0)'
+      --config.sweep.grid='(0.05, 0.1, 0.5, 1.0)'
 """
 from absl import app
 

@@ -41,9 +41,9 @@ def point_config(config: ml_collections.ConfigDict, parameter: str, value):
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
               progress: bool = True) -> dict:
   """Runs every point of `config.sweep`, then writes the table and the plot."""
-  parameter, values = config.sweep.parameter, list(config.sweep.values)
+  parameter, values = config.sweep.parameter, list(config.sweep.grid)
   if not values:
-    raise ValueError("config.sweep.values is empty: nothing to sweep.")
+    raise ValueError("config.sweep.grid is empty: nothing to sweep.")
   wd.start_stage(workdir, config, done_file=TABLE, outputs=(wd.SWEEP,), overwrite=overwrite,
                  config_file=os.path.join(wd.SWEEP, "config.json"))
   rows = []

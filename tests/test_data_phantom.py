@@ -78,10 +78,10 @@ def test_small_cnn_learns_the_default_phantom():
   x, y = as_float(ds.train.images), ds.train.labels.astype(np.int32)
   order = np.random.default_rng(0)
   model.train()
-  for _ in range(10):
+  for _ in range(10):  # 160 steps of batch 32: the synthetic config's victim recipe
     perm = order.permutation(len(x))
-    for i in range(0, len(x), 128):
-      step(model, opt, x[perm[i:i + 128]], y[perm[i:i + 128]])
+    for i in range(0, len(x), 32):
+      step(model, opt, x[perm[i:i + 32]], y[perm[i:i + 32]])
   model.eval()
   logits = nnx.jit(lambda m, x: m(x))(model, as_float(ds.test.images))
   acc = float(tasks.accuracy(logits, ds.test.labels.astype(np.int32), ds.task))

@@ -40,20 +40,26 @@ def test_bad_config_arg_is_rejected():
     salm.get_config("breastmnist,huge")
 
 
-def test_config_fields_override_from_flags():
+def _parse(monkeypatch, arg, *overrides):
+  """Parses `--config=configs/salm.py:<arg> <overrides>` as the entry points do."""
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=fv)
-  fv(["prog", f"--config={REPO_ROOT / 'configs' / 'salm.py'}:breastmnist",
-      "--config.noise.mask_ratio=0.25", "--config.evaluation.epochs=3",
-      "--config.surrogate.model=resnet18"])
+  argv = ["prog", f"--config={REPO_ROOT / 'configs' / 'salm.py'}:{arg}", *overrides]
+  monkeypatch.setattr(sys, "argv", argv)  # config_flags reads overrides from sys.argv
+  fv(argv)
+  return fv
+
+
+def test_config_fields_override_from_flags(monkeypatch):
+  fv = _parse(monkeypatch, "breastmnist", "--config.noise.mask_ratio=0.25",
+              "--config.evaluation.epochs=3", "--config.surrogate.model=resnet18",
+              "--config.sweep.grid=(0.1, 0.3)")
   assert fv.config.noise.mask_ratio == 0.25
   assert fv.config.evaluation.epochs == 3
   assert fv.config.dataset.name == "breastmnist"
+  assert tuple(fv.config.sweep.grid) == (0.1, 0.3)
   with pytest.raises(flags.IllegalFlagValueError):
-    fv2 = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=fv2)
-    fv2(["prog", f"--config={REPO_ROOT / 'configs' / 'salm.py'}:synthetic",
-         "--config.noise.mask_ratio=lots"])
+    _parse(monkeypatch, "synthetic", "--config.noise.mask_ratio=lots")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +119,8 @@ def test_run_all_prints_the_summary(tmp_path):
 
 
 def test_sweep_writes_one_row_per_point(tmp_path):
-  proc = _launch("sweep", tmp_path, "--config.sweep.evaluate=false")
+  proc = _launch("sweep", tmp_path, "--config.sweep.evaluate=false",
+                 "--config.sweep.grid=(0.1, 1.0)")
   table = json.loads((tmp_path / "sweep" / "table.json").read_text())
   assert [r["value"] for r in table["rows"]] == [0.1, 1.0]
   assert table["rows"][1]["frac_changed"] > table["rows"][0]["frac_changed"]
