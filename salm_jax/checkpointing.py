@@ -56,6 +56,7 @@ def save(directory: str, round_index: int, *, surrogate_state, arrays: dict[str,
       "round": int(round_index),
       "history": json.dumps(history),
   }
+  directory = os.path.abspath(directory)  # Orbax needs absolute paths
   path = os.path.join(directory, f"round_{round_index:06d}")
   if os.path.exists(path):
     shutil.rmtree(path)
@@ -73,7 +74,7 @@ def restore(directory: str, round_index: int, *, surrogate_template):
   `surrogate_template` is a freshly built surrogate state of the same config;
   its tree structure receives the saved leaves.
   """
-  path = os.path.join(directory, f"round_{round_index:06d}")
+  path = os.path.join(os.path.abspath(directory), f"round_{round_index:06d}")
   with _quiet():
     tree = ocp.load(path)
   leaves, treedef = jax.tree.flatten(surrogate_template)

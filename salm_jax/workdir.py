@@ -25,7 +25,8 @@ DONE_EVALUATE = os.path.join(EVALUATION, "results.json")
 
 
 def path(workdir: str, *parts: str) -> str:
-  return os.path.join(os.path.expanduser(workdir), *parts)
+  """An absolute path inside `workdir` (Orbax refuses relative checkpoint paths)."""
+  return os.path.abspath(os.path.join(os.path.expanduser(workdir), *parts))
 PREVIEW = "preview.npz"               # a few examples: clean, saliency, mask, noise, protected
 TENSORBOARD = "tensorboard"
 

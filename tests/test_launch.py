@@ -15,7 +15,7 @@ from ml_collections import config_flags
 from configs import em, salm
 from tests.conftest import REPO_ROOT
 
-TINY = "--config=configs/salm.py:synthetic,tiny"
+TINY = f"--config={REPO_ROOT / 'configs' / 'salm.py'}:synthetic,tiny"
 
 
 def _launch(module, workdir, *args, check=True, timeout=600):
@@ -96,6 +96,15 @@ def test_evaluate_then_report(protected_workdir):
   proc = _launch("report", protected_workdir)
   assert (protected_workdir / "report" / "index.html").exists()
   assert "index.html" in proc.stdout
+
+
+def test_relative_workdir_as_in_the_readme(tmp_path):
+  cmd = [sys.executable, "-m", "launch.protect", TINY, "--workdir=runs/rel", "--progress=false"]
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (tmp_path / "runs" / "rel" / "protected" / "manifest.json").exists()
+  assert (tmp_path / "runs" / "rel" / "checkpoints").is_dir()
 
 
 def test_evaluate_needs_protect_first(tmp_path):
