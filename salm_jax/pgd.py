@@ -58,7 +58,7 @@ def project(images: jax.Array, delta: jax.Array, epsilon) -> jax.Array:
   return jnp.clip(images + delta, 0.0, 1.0) - images
 
 
-def masked_pgd(logits_fn, images, labels, delta, *, mask_ratio: float = 0.1,
+def masked_pgd(logits_fn, images, labels, delta, *, mask_ratio: float = 0.2,
                epsilon=8 / 255, step_size=0.8 / 255, steps: int = 20,
                task: str = tasks.MULTI_CLASS, saliency_reduce: str = "sum",
                mask_schedule: str = "step", support: str = "union",
