@@ -65,13 +65,19 @@ def _mean_of_defined(values: list[float]) -> float:
   return float(np.nanmean(vals))
 
 
-def auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
-  """MedMNIST's AUC. `y_true` (N, L) or (N,), `y_score` (N, C) or (N,)."""
+def _checked(y_true, y_score, task: str) -> tuple[np.ndarray, np.ndarray]:
+  """Both as 2-D arrays with one row per example, or a clear error."""
   tasks.check_task(task)
   y_true = _as_2d(y_true, "y_true")
   y_score = _as_2d(y_score, "y_score")
   if y_true.shape[0] != y_score.shape[0]:
     raise ValueError(f"y_true has {y_true.shape[0]} rows but y_score has {y_score.shape[0]}.")
+  return y_true, y_score
+
+
+def auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
+  """MedMNIST's AUC. `y_true` (N, L) or (N,), `y_score` (N, C) or (N,)."""
+  y_true, y_score = _checked(y_true, y_score, task)
   if task == tasks.MULTI_LABEL:
     if y_true.shape != y_score.shape:
       raise ValueError(f"multi-label needs y_true and y_score of one shape; got {y_true.shape} "
@@ -87,11 +93,7 @@ def auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
 
 def acc(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: float = 0.5) -> float:
   """MedMNIST's ACC (threshold for binary and multi-label, argmax otherwise)."""
-  tasks.check_task(task)
-  y_true = _as_2d(y_true, "y_true")
-  y_score = _as_2d(y_score, "y_score")
-  if y_true.shape[0] != y_score.shape[0]:
-    raise ValueError(f"y_true has {y_true.shape[0]} rows but y_score has {y_score.shape[0]}.")
+  y_true, y_score = _checked(y_true, y_score, task)
   if task == tasks.MULTI_LABEL:
     return float(np.mean((y_score > threshold) == (y_true > 0)))
   if task == tasks.BINARY:
