@@ -182,5 +182,5 @@ def test_resume_with_a_changed_config_is_refused(tmp_path):
 @pytest.mark.skipif(shutil.which("salm-protect") is None, reason="package not pip-installed")
 def test_console_scripts_are_installed():
   for name in ("salm-protect", "salm-evaluate", "salm-sweep", "salm-report", "salm-run"):
-    out = subprocess.run([name, "--helpshort"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([name, "--helpfull"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--workdir" in out.stdout + out.stderr, name
