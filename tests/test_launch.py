@@ -183,4 +183,5 @@ def test_resume_with_a_changed_config_is_refused(tmp_path):
 def test_console_scripts_are_installed():
   for name in ("salm-protect", "salm-evaluate", "salm-sweep", "salm-report", "salm-run"):
     out = subprocess.run([name, "--helpfull"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "--workdir" in out.stdout + out.stderr, name
+    text = out.stdout + out.stderr  # absl exits 1 after --helpfull
+    assert f"USAGE: {shutil.which(name)}" in text and "--workdir" in text, name
