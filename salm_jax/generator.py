@@ -77,8 +77,7 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
   tasks.check_task(task)
   masks_lib.check_ratio(noise.mask_ratio)
   pgd.check_budget(noise.epsilon, noise.step_size, noise.pgd_steps)
-  pgd.check_options(noise.mask_schedule, noise.support, None if noise.mask_schedule != "fixed"
-                    else True)
+  pgd.check_options(noise.mask_schedule, noise.support)  # 'fixed' masks are made here
   saliency_lib.check_reduce(noise.saliency_reduce)
   if noise.init not in INITS:
     raise ValueError(f"noise.init must be one of {INITS}, got {noise.init!r}.")
@@ -289,6 +288,11 @@ def _recalibrate(steps: _Steps, mesh, state, images, run: _Run, groups, count: i
   return steps.recalibrate(state, sharding.shard_batch(mesh, inputs))
 
 
+def _pgd_batch(noise, mesh, n: int) -> int:
+  """Images per PGD / evaluation call: `pgd_batch_size`, capped at n, divisible by devices."""
+  return sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+
+
 def _batches(n: int, batch: int):
   """Index arrays covering range(n) in fixed-size batches; the last wraps around."""
   for start in range(0, n, batch):
@@ -299,7 +303,7 @@ def _batches(n: int, batch: int):
 def _pgd_pass(steps: _Steps, noise, mesh, run: _Run, images, labels, groups, r, progress):
   """Updates run.delta / run.union in place, one compiled PGD round per batch."""
   n = len(images)
-  batch = sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+  batch = _pgd_batch(noise, mesh, n)
   bar = tqdm.tqdm(total=n, desc=f"round {r + 1}/{noise.max_rounds}", unit="img",
                   disable=not progress or jax.process_index() != 0, leave=False)
   fixed = noise.mask_schedule == "fixed"
@@ -327,7 +331,7 @@ def _pgd_pass(steps: _Steps, noise, mesh, run: _Run, images, labels, groups, r, 
 
 def _accuracy(steps: _Steps, noise, mesh, run: _Run, images, labels, groups) -> float:
   n = len(images)
-  batch = sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+  batch = _pgd_batch(noise, mesh, n)
   total = 0.0
   for idx, valid in _batches(n, batch):
     d = run.delta[groups[idx]] if groups is not None else run.delta[idx]
@@ -340,7 +344,7 @@ def _accuracy(steps: _Steps, noise, mesh, run: _Run, images, labels, groups) -> 
 def _clean_masks(steps: _Steps, noise, mesh, state, images, labels, groups, num) -> np.ndarray:
   """Top-k masks of the clean images' saliency (per sample, or summed per class)."""
   n = len(images)
-  batch = sharding.round_up(min(noise.pgd_batch_size, n), mesh.devices.size)
+  batch = _pgd_batch(noise, mesh, n)
   sal = np.zeros(images.shape[:3], np.float32)
   for idx, valid in _batches(n, batch):
     s = steps.clean_saliency(state, sharding.shard_batch(mesh, images[idx]),

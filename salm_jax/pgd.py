@@ -43,11 +43,14 @@ def check_budget(epsilon, step_size, steps) -> None:
     raise ValueError(f"steps must be a non-negative integer, got {steps!r}.")
 
 
-def check_options(mask_schedule: str, support: str, fixed_mask) -> None:
+def check_options(mask_schedule: str, support: str) -> None:
   if mask_schedule not in MASK_SCHEDULES:
     raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}.")
   if support not in SUPPORTS:
     raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}.")
+
+
+def check_fixed_mask(mask_schedule: str, fixed_mask) -> None:
   if (mask_schedule == "fixed") != (fixed_mask is not None):
     raise ValueError("fixed_mask must be given exactly when mask_schedule='fixed'.")
 
@@ -92,7 +95,8 @@ def masked_pgd(logits_fn, images, labels, delta, *, mask_ratio: float = 0.2,
   """
   ratio = masks_lib.check_ratio(mask_ratio)
   check_budget(epsilon, step_size, steps)
-  check_options(mask_schedule, support, fixed_mask)
+  check_options(mask_schedule, support)
+  check_fixed_mask(mask_schedule, fixed_mask)
   saliency_lib.check_reduce(saliency_reduce)
   tasks.check_task(task)
   if images.ndim != 4 or delta.ndim != 4 or delta.shape[1:] != images.shape[1:] or (

@@ -8,7 +8,6 @@ up where it stopped.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
@@ -48,10 +47,8 @@ def run_all(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
 
 def summarize(workdir: str, report_path: str) -> dict:
   """The few numbers that show the protection works, read from the workdir's files."""
-  with open(wd.path(workdir, wd.DONE_PROTECT), encoding="utf-8") as f:
-    manifest = json.load(f)
-  with open(wd.path(workdir, wd.DONE_EVALUATE), encoding="utf-8") as f:
-    results = json.load(f)
+  manifest = wd.read_json(wd.path(workdir, wd.DONE_PROTECT))
+  results = wd.read_json(wd.path(workdir, wd.DONE_EVALUATE))
   split = manifest["perturbed_splits"][0]
   return {
       "protected_file": wd.path(workdir, wd.PROTECTED, manifest["files"]["data"]["name"]),

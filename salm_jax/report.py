@@ -37,17 +37,9 @@ Block = tuple
 # ------------------------------------------------------------------ reading ---
 
 
-def _read_json(path: str) -> Any:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON: {e}") from e
-
-
 def _read_optional_json(workdir: str, *parts: str) -> Any:
   p = wd.path(workdir, *parts)
-  return _read_json(p) if os.path.exists(p) else None
+  return wd.read_json(p) if os.path.exists(p) else None
 
 
 def _read_jsonl(path: str) -> list[dict]:
@@ -358,7 +350,7 @@ def report_blocks(workdir: str, fig_dir: str) -> list[Block]:
   if not os.path.exists(manifest_path):
     raise FileNotFoundError(f"{manifest_path} not found: {workdir} holds no finished "
                             "protection; run launch.protect first.")
-  manifest = _read_json(manifest_path)
+  manifest = wd.read_json(manifest_path)
   config = wd.read_config(workdir) or manifest.get("config")
   return (_summary_section(manifest) + _config_section(config)
           + _images_section(workdir, manifest, fig_dir) + _generator_section(workdir, fig_dir)

@@ -7,7 +7,6 @@ aggregated into `sweep/table.json`, `sweep/table.md` and `sweep/sweep.png`.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
@@ -63,8 +62,7 @@ def _run_point(cfg, point_dir: str, value, progress: bool) -> dict:
   """Protects (and evaluates) one point, or reads back what a finished point wrote."""
   if not os.path.exists(os.path.join(point_dir, wd.DONE_PROTECT)):
     protect_lib.protect(cfg, point_dir, progress=progress)
-  with open(os.path.join(point_dir, wd.DONE_PROTECT), encoding="utf-8") as f:
-    manifest = json.load(f)
+  manifest = wd.read_json(os.path.join(point_dir, wd.DONE_PROTECT))
   stats = next(iter(manifest["split_stats"].values()))
   row = {"value": value, "rounds": manifest.get("rounds"),
          "final_surrogate_accuracy": manifest.get("final_surrogate_accuracy"),
@@ -72,8 +70,7 @@ def _run_point(cfg, point_dir: str, value, progress: bool) -> dict:
   if cfg.sweep.get("evaluate", True):
     results_path = os.path.join(point_dir, wd.DONE_EVALUATE)
     if os.path.exists(results_path):
-      with open(results_path, encoding="utf-8") as f:
-        results = json.load(f)
+      results = wd.read_json(results_path)
     else:
       results = evaluation.run_evaluation(cfg, point_dir, progress=progress)
     row["results"] = _per_arch(results)

@@ -142,17 +142,8 @@ def predict_in_batches(scores_fn: Callable, params, rest, images: np.ndarray,
                        batch_size: int) -> np.ndarray:
   """Runs `scores_fn` over `images` in batches of exactly `batch_size` (the last one
   padded), so one compilation serves any number of images."""
-  images = np.asarray(images, np.float32)
-  n = images.shape[0]
-  bs = max(1, batch_size)
-  out = []
-  for i in range(0, n, bs):
-    chunk = images[i:i + bs]
-    pad = bs - chunk.shape[0]
-    if pad:
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-    out.append(np.asarray(scores_fn(params, rest, chunk))[:bs - pad])
-  return np.concatenate(out)
+  return _map_padded(lambda chunk: scores_fn(params, rest, chunk),
+                     np.asarray(images, np.float32), max(1, batch_size))
 
 
 def make_predict_fn(model: nnx.Module, task: str, batch_size: int = 512
@@ -175,15 +166,19 @@ def _in_chunks(fn, x: np.ndarray, chunk: int = 512) -> np.ndarray:
   n = x.shape[0]
   if n == 0:
     return x
-  chunk = min(chunk, n)
-  jfn = _jitted(fn)
+  return _map_padded(_jitted(fn), x, min(chunk, n))
+
+
+def _map_padded(fn, x: np.ndarray, chunk: int) -> np.ndarray:
+  """`fn` over `x` in chunks of exactly `chunk` rows (the last padded by repeating its
+  last row, the padding's outputs dropped), so one compilation serves any N."""
   out = []
-  for i in range(0, n, chunk):
+  for i in range(0, x.shape[0], chunk):
     part = x[i:i + chunk]
     pad = chunk - part.shape[0]
     if pad:
       part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-    out.append(np.asarray(jfn(part))[:chunk - pad])
+    out.append(np.asarray(fn(part))[:chunk - pad])
   return np.concatenate(out)
 
 

@@ -36,12 +36,18 @@ def config_dict(config) -> dict:
   return atomic.to_jsonable(config.to_dict())
 
 
+def read_json(file_path: str):
+  """A JSON file's content, or a ValueError naming the file if it is not valid JSON."""
+  try:
+    with open(file_path, encoding="utf-8") as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{file_path}: not valid JSON: {e}") from e
+
+
 def read_config(workdir: str, config_file: str = CONFIG) -> dict | None:
   p = path(workdir, config_file)
-  if not os.path.exists(p):
-    return None
-  with open(p, encoding="utf-8") as f:
-    return json.load(f)
+  return read_json(p) if os.path.exists(p) else None
 
 
 def start_stage(workdir: str, config, *, done_file: str, outputs: tuple[str, ...],
