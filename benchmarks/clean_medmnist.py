@@ -6,10 +6,11 @@ trains `--arch` (ResNet-18 with the 28 px stem by default) with the recipe of
 `salm_jax.victim` (Adam 1e-3, batch 128, lr ×0.1 at 50% / 75% of the epochs)
 on the real MedMNIST files and prints test ACC / AUC at the last and the
 best-validation-AUC epoch beside the published ResNet-18 (28) results
-(MedMNIST v2, Yang et al. 2023, Table 3). It is a benchmark, not a CI test:
-at 100 epochs ResNet-18 needs a GPU or a long CPU run.
+(MedMNIST v2, Yang et al. 2023, Table 3), one row per seed and the mean over
+seeds. It is a benchmark, not a CI test: at 100 epochs ResNet-18 needs a GPU
+or a long CPU run.
 
-  python benchmarks/clean_medmnist.py --datasets=breastmnist --epochs=100
+  python benchmarks/clean_medmnist.py --datasets=breastmnist --epochs=100 --seeds=0,1,2
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import time
 
 from absl import app, flags, logging
 import jax
+import numpy as np
 
-from salm_jax import victim
+from salm_jax import atomic, victim
 from salm_jax.data import load_dataset
 
 PUBLISHED_RESNET18_28 = {  # MedMNIST v2, Table 3: ResNet-18 (28), test ACC / AUC
@@ -34,10 +36,11 @@ _EPOCHS = flags.DEFINE_integer("epochs", 100, "Epochs (MedMNIST uses 100).")
 _ARCH = flags.DEFINE_string("arch", "resnet18", "Model name from salm_jax.models.")
 _WIDTH = flags.DEFINE_integer("width", None, "Model width (default: the model's own).")
 _DATA_DIR = flags.DEFINE_string("data_dir", _DEFAULT_DIR, "Folder of the MedMNIST .npz files.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of init and shuffling.")
+_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds of init and shuffling; one run per seed.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Also write every run (with history) here.")
 
 
-def run_one(flag: str) -> dict:
+def run_one(flag: str, seed: int) -> dict:
   ds = load_dataset(flag, size=28, data_dir=_DATA_DIR.value, download=False)
   cfg = victim.victim_config()
   cfg.epochs = _EPOCHS.value
@@ -45,31 +48,52 @@ def run_one(flag: str) -> dict:
   t0 = time.time()
   out = victim.train_victim(ds.train, ds.val, ds.test, task=ds.task, num_classes=ds.num_classes,
                             arch=_ARCH.value, cfg=cfg, defense="none",
-                            key=jax.random.key(_SEED.value), progress=True, desc=flag)
+                            key=jax.random.key(seed), progress=True, desc=f"{flag} seed {seed}")
+  out.pop("model", None)
   out["seconds"] = time.time() - t0
   return out
+
+
+def _row(flag: str, seeds: str, last: dict, best: str, seconds: float) -> str:
+  pub = PUBLISHED_RESNET18_28.get(flag, {})
+  return (f"| {flag} | {_ARCH.value} | {_EPOCHS.value} | {seeds} | "
+          f"{last['acc']:.3f} / {last['auc']:.3f} | {best} | "
+          f"{pub.get('acc', float('nan')):.3f} / {pub.get('auc', float('nan')):.3f} | "
+          f"{seconds / 60:.1f} min |")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.INFO)
-  print(f"arch={_ARCH.value} epochs={_EPOCHS.value} seed={_SEED.value} "
-        f"devices={jax.devices()}")
-  rows = []
-  for flag in _DATASETS.value:
-    out = run_one(flag)
-    pub = PUBLISHED_RESNET18_28.get(flag, {})
-    last, best = out["last"], out["best_val"]
-    rows.append(
-        f"| {flag} | {_ARCH.value} | {_EPOCHS.value} | {last['acc']:.3f} / {last['auc']:.3f} | "
-        f"{best['acc']:.3f} / {best['auc']:.3f} (epoch {best['epoch']}) | "
-        f"{pub.get('acc', float('nan')):.3f} / {pub.get('auc', float('nan')):.3f} | "
-        f"{out['seconds'] / 60:.1f} min |")
-    print(rows[-1], flush=True)
-  print("\n| dataset | arch | epochs | test ACC / AUC (last) | test ACC / AUC (best val AUC) | "
-        "published ResNet-18 (28) ACC / AUC | time |")
-  print("|---|---|---|---|---|---|---|")
-  print("\n".join(rows))
+  seeds = [int(s) for s in _SEEDS.value]
+  print(f"arch={_ARCH.value} epochs={_EPOCHS.value} seeds={seeds} devices={jax.devices()} "
+        f"jax={jax.__version__}", flush=True)
+  rows, runs = [], []
+  for seed in seeds:  # seeds outermost: a run cut short still has every dataset's first seed
+    for flag in _DATASETS.value:
+      out = run_one(flag, seed)
+      runs.append({"dataset": flag, "arch": _ARCH.value, "epochs": _EPOCHS.value, "seed": seed,
+                   **out})
+      b = out["best_val"]
+      rows.append(_row(flag, str(seed), out["last"],
+                       f"{b['acc']:.3f} / {b['auc']:.3f} (epoch {b['epoch']})", out["seconds"]))
+      print(rows[-1], flush=True)
+      if _JSON_OUT.value:  # after every run, so a cut-short session keeps what it finished
+        atomic.write_json(_JSON_OUT.value, {"devices": [str(d) for d in jax.devices()],
+                                            "jax": jax.__version__, "runs": runs})
+  rows.sort(key=lambda r: _DATASETS.value.index(r.split(" | ")[0][2:]))
+  if len(seeds) > 1:
+    for flag in _DATASETS.value:
+      outs = [r for r in runs if r["dataset"] == flag]
+      mean = lambda part, m: float(np.mean([o[part][m] for o in outs]))
+      last = {"acc": mean("last", "acc"), "auc": mean("last", "auc")}
+      rows.append(_row(flag, "mean", last,
+                       f"{mean('best_val', 'acc'):.3f} / {mean('best_val', 'auc'):.3f}",
+                       sum(o["seconds"] for o in outs)))
+  print("\n| dataset | arch | epochs | seed | test ACC / AUC (last) | "
+        "test ACC / AUC (best val AUC) | published ResNet-18 (28) ACC / AUC | time |")
+  print("|---|---|---|---|---|---|---|---|")
+  print("\n".join(rows), flush=True)
 
 
 if __name__ == "__main__":

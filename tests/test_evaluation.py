@@ -116,6 +116,24 @@ def test_evaluate_datasets_table_and_files(tmp_path):
     evaluation.evaluate_datasets(ds, prot, _cfg(defenses=("jpg",)), key=jax.random.key(0))
 
 
+def test_parallel_victims_match_one_after_the_other():
+  ds = _dataset(n=(32, 16, 16))
+  prot = _shortcut(ds)
+  cfg = _cfg(epochs=1, poison_fractions=(1.0, 0.5))
+  runs = {}
+  for workers in (1, 3):
+    cfg.parallel_victims = workers
+    runs[workers] = evaluation.evaluate_datasets(ds, prot, cfg, key=jax.random.key(0),
+                                                 progress=False)
+  def without_times(rows):
+    return [{k: ({**v, "seconds": None} if isinstance(v, dict) and "seconds" in v else v)
+             for k, v in r.items()} for r in rows]
+  assert without_times(runs[1]["rows"]) == without_times(runs[3]["rows"])
+  assert runs[1]["curves"] == runs[3]["curves"]
+  with pytest.raises(ValueError, match="parallel_victims must be >= 1"):
+    evaluation.evaluate_datasets(ds, prot, _cfg(parallel_victims=0), key=jax.random.key(0))
+
+
 def test_run_evaluation_reads_a_protected_workdir(tmp_path):
   from salm_jax import data
   from salm_jax import workdir as wd

@@ -98,33 +98,33 @@ def test_evaluate_then_report(protected_workdir):
   assert "index.html" in proc.stdout
 
 
-def test_relative_workdir_as_in_the_readme(tmp_path):
-  cmd = [sys.executable, "-m", "launch.protect", TINY, "--workdir=runs/rel", "--progress=false"]
-  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-  proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (tmp_path / "runs" / "rel" / "protected" / "manifest.json").exists()
-  assert (tmp_path / "runs" / "rel" / "checkpoints").is_dir()
-
-
 def test_evaluate_needs_protect_first(tmp_path):
   proc = _launch("evaluate", tmp_path / "empty", check=False)
   assert proc.returncode != 0 and "launch.protect" in proc.stderr
 
 
-def test_overwrite_replaces_a_finished_run(tmp_path):
-  _launch("protect", tmp_path)
-  first = json.loads((tmp_path / "protected" / "manifest.json").read_text())
-  _launch("protect", tmp_path, "--overwrite", "--config.seed=1")
-  second = json.loads((tmp_path / "protected" / "manifest.json").read_text())
+def test_overwrite_replaces_a_finished_run(protected_workdir, tmp_path):
+  workdir = tmp_path / "copy"
+  shutil.copytree(protected_workdir, workdir)  # a finished run, without paying for another
+  first = json.loads((workdir / "protected" / "manifest.json").read_text())
+  _launch("protect", workdir, "--overwrite", "--config.seed=1", "--config.noise.mask_ratio=0.2")
+  second = json.loads((workdir / "protected" / "manifest.json").read_text())
   assert first["seed"] == 0 and second["seed"] == 1
   assert first["files"]["data"]["md5"] != second["files"]["data"]["md5"]
 
 
-def test_run_all_prints_the_summary(tmp_path):
-  proc = _launch("run", tmp_path)
+def test_run_all_with_a_relative_workdir_as_in_the_readme(tmp_path):
+  """`launch.run` from another folder, relative --workdir (Orbax needs absolute paths)."""
+  cmd = [sys.executable, "-m", "launch.run", TINY, "--workdir=runs/rel", "--progress=false"]
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   for needle in ("trained on clean", "trained on protected", "Report:", "Protected dataset:"):
     assert needle in proc.stdout
+  workdir = tmp_path / "runs" / "rel"
+  assert (workdir / "protected" / "manifest.json").exists()
+  assert (workdir / "checkpoints").is_dir()
+  assert (workdir / "report" / "index.html").exists()
 
 
 def test_sweep_writes_one_row_per_point(tmp_path):

@@ -98,13 +98,25 @@ def _shallow_densenet(*, num_classes, in_channels, image_size, rngs, growth_rate
                            growth_rate=growth_rate, width=width, rngs=rngs)
 
 
+def _shallow_resnet50(*, num_classes, in_channels, image_size, rngs, width=64):
+  """resnet50's own class and Bottleneck blocks, one block per stage."""
+  from salm_jax.models import resnet
+  return resnet.ResNet(block=resnet.Bottleneck, stage_sizes=(1, 1, 1, 1),
+                       num_classes=num_classes, in_channels=in_channels,
+                       image_size=image_size, width=width, rngs=rngs)
+
+
+# The deep graphs take long to compile on a 2-core CPU (ResNet-50 ~30 s here);
+# the victim code path is the same with one block per stage. tests/test_models.py
+# trains full-depth ResNet-50 for a step and checks DenseNet-121's full shapes.
+_SHALLOW = {"densenet121": _shallow_densenet, "resnet50": _shallow_resnet50}
+
+
 @pytest.mark.parametrize("arch", model_names())
 def test_every_model_trains_one_step(arch, monkeypatch):
-  if arch == "densenet121":
-    # The full 121-layer graph takes minutes to compile on a 2-core CPU; the
-    # victim code path is the same with one layer per block.
+  if arch in _SHALLOW:
     from salm_jax import models
-    monkeypatch.setitem(models._REGISTRY, arch, _shallow_densenet)
+    monkeypatch.setitem(models._REGISTRY, arch, _SHALLOW[arch])
   x = jax.random.uniform(jax.random.key(2), (2, 16, 16, 1))
   try:
     _one_step(arch, tasks.BINARY, 2, "none", x, jnp.array([[0], [1]]))
