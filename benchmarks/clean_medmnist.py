@@ -54,12 +54,17 @@ def run_one(flag: str, seed: int) -> dict:
   return out
 
 
-def _row(flag: str, seeds: str, last: dict, best: str, seconds: float) -> str:
+def _row(flag: str, seed: str, runs: list[dict]) -> str:
+  """One table row: a single run (with its best-val epoch) or the mean of several."""
+  mean = lambda part, m: float(np.mean([r[part][m] for r in runs]))
+  best = f"{mean('best_val', 'acc'):.3f} / {mean('best_val', 'auc'):.3f}"
+  if len(runs) == 1:
+    best += f" (epoch {runs[0]['best_val']['epoch']})"
   pub = PUBLISHED_RESNET18_28.get(flag, {})
-  return (f"| {flag} | {_ARCH.value} | {_EPOCHS.value} | {seeds} | "
-          f"{last['acc']:.3f} / {last['auc']:.3f} | {best} | "
+  return (f"| {flag} | {_ARCH.value} | {_EPOCHS.value} | {seed} | "
+          f"{mean('last', 'acc'):.3f} / {mean('last', 'auc'):.3f} | {best} | "
           f"{pub.get('acc', float('nan')):.3f} / {pub.get('auc', float('nan')):.3f} | "
-          f"{seconds / 60:.1f} min |")
+          f"{sum(r['seconds'] for r in runs) / 60:.1f} min |")
 
 
 def main(argv):
@@ -68,33 +73,25 @@ def main(argv):
   seeds = [int(s) for s in _SEEDS.value]
   print(f"arch={_ARCH.value} epochs={_EPOCHS.value} seeds={seeds} devices={jax.devices()} "
         f"jax={jax.__version__}", flush=True)
-  rows, runs = [], []
+  runs = []
   for seed in seeds:  # seeds outermost: a run cut short still has every dataset's first seed
     for flag in _DATASETS.value:
-      out = run_one(flag, seed)
       runs.append({"dataset": flag, "arch": _ARCH.value, "epochs": _EPOCHS.value, "seed": seed,
-                   **out})
-      b = out["best_val"]
-      rows.append(_row(flag, str(seed), out["last"],
-                       f"{b['acc']:.3f} / {b['auc']:.3f} (epoch {b['epoch']})", out["seconds"]))
-      print(rows[-1], flush=True)
+                   **run_one(flag, seed)})
+      print(_row(flag, str(seed), runs[-1:]), flush=True)
       if _JSON_OUT.value:  # after every run, so a cut-short session keeps what it finished
         atomic.write_json(_JSON_OUT.value, {"devices": [str(d) for d in jax.devices()],
                                             "jax": jax.__version__, "runs": runs})
-  rows.sort(key=lambda r: _DATASETS.value.index(r.split(" | ")[0][2:]))
-  if len(seeds) > 1:
-    for flag in _DATASETS.value:
-      outs = [r for r in runs if r["dataset"] == flag]
-      mean = lambda part, m: float(np.mean([o[part][m] for o in outs]))
-      last = {"acc": mean("last", "acc"), "auc": mean("last", "auc")}
-      rows.append(_row(flag, "mean", last,
-                       f"{mean('best_val', 'acc'):.3f} / {mean('best_val', 'auc'):.3f}",
-                       sum(o["seconds"] for o in outs)))
+  rows = []
+  for flag in _DATASETS.value:
+    mine = [r for r in runs if r["dataset"] == flag]
+    rows += [_row(flag, str(r["seed"]), [r]) for r in mine]
+    if len(mine) > 1:
+      rows.append(_row(flag, "mean", mine))
   print("\n| dataset | arch | epochs | seed | test ACC / AUC (last) | "
         "test ACC / AUC (best val AUC) | published ResNet-18 (28) ACC / AUC | time |")
   print("|---|---|---|---|---|---|---|---|")
   print("\n".join(rows), flush=True)
-
 
 if __name__ == "__main__":
   app.run(main)
