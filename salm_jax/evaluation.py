@@ -80,8 +80,9 @@ def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress)
 
   The victims are independent, so up to `cfg.parallel_victims` train at once
   in threads: a small model's steps leave CPU cores idle (two small-CNN
-  victims train ~30% faster side by side on 2 cores), and the results are the
-  same as one after the other.
+  victims took 30-50% less time side by side on 2 cores,
+  benchmarks/parallel_victims.py), and the results are the same as one after
+  the other.
   """
   k_init, k_mix = jax.random.split(key)
   jobs = [((clean.train, clean.val, clean.test), f"{arch}|{spec}|clean")]

@@ -100,8 +100,11 @@ def _write_preview(workdir, dataset, split, protected, masks, result, config) ->
 
 @functools.lru_cache(maxsize=8)
 def _preview_saliency(sur, reduce: str):
-  """Jitted `(state, images, labels) -> saliency` of a surrogate: one compilation
-  instead of op-by-op dispatch (8 s of the README job's cold start)."""
+  """Jitted `(state, images, labels) -> saliency` of a surrogate.
+
+  One compilation instead of dispatching (and compiling) every primitive of
+  the forward and backward pass one by one, which is slow on a cold start.
+  """
   def fn(state, images, labels):
     return saliency_lib.pixel_saliency(sur.logits_fn(state), images, labels, task=sur.task,
                                        reduce=reduce)
