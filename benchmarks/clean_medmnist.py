@@ -40,8 +40,7 @@ _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds of init and shuffling; one run
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write every run (with history) here.")
 
 
-def run_one(flag: str, seed: int) -> dict:
-  ds = load_dataset(flag, size=28, data_dir=_DATA_DIR.value, download=False)
+def run_one(flag: str, ds, seed: int) -> dict:
   cfg = victim.victim_config()
   cfg.epochs = _EPOCHS.value
   cfg.model_kwargs = {_ARCH.value: {"width": _WIDTH.value}} if _WIDTH.value else {}
@@ -73,11 +72,13 @@ def main(argv):
   seeds = [int(s) for s in _SEEDS.value]
   print(f"arch={_ARCH.value} epochs={_EPOCHS.value} seeds={seeds} devices={jax.devices()} "
         f"jax={jax.__version__}", flush=True)
+  datasets = {flag: load_dataset(flag, size=28, data_dir=_DATA_DIR.value, download=False)
+              for flag in _DATASETS.value}  # read and checked once, not once per seed
   runs = []
   for seed in seeds:  # seeds outermost: a run cut short still has every dataset's first seed
     for flag in _DATASETS.value:
       runs.append({"dataset": flag, "arch": _ARCH.value, "epochs": _EPOCHS.value, "seed": seed,
-                   **run_one(flag, seed)})
+                   **run_one(flag, datasets[flag], seed)})
       print(_row(flag, str(seed), runs[-1:]), flush=True)
       if _JSON_OUT.value:  # after every run, so a cut-short session keeps what it finished
         atomic.write_json(_JSON_OUT.value, {"devices": [str(d) for d in jax.devices()],
@@ -92,6 +93,7 @@ def main(argv):
         "test ACC / AUC (best val AUC) | published ResNet-18 (28) ACC / AUC | time |")
   print("|---|---|---|---|---|---|---|---|")
   print("\n".join(rows), flush=True)
+
 
 if __name__ == "__main__":
   app.run(main)
