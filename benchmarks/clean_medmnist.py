@@ -3,7 +3,7 @@
 The victim is only a faithful stand-in for an unauthorized trainer if, on
 clean data, it scores what MedMNIST's own benchmark scores. This script
 trains `--arch` (ResNet-18 with the 28 px stem by default) with the recipe of
-`salm_jax.victim` (Adam 1e-3, batch 128, lr ×0.1 at 50% / 75% of the epochs)
+`salm_jax.evaluation.victim` (Adam 1e-3, batch 128, lr ×0.1 at 50% / 75% of the epochs)
 on the real MedMNIST files and prints test ACC / AUC at the last and the
 best-validation-AUC epoch beside the published ResNet-18 (28) results
 (MedMNIST v2, Yang et al. 2023, Table 3), one row per seed and the mean over
@@ -21,8 +21,9 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from salm_jax import atomic, victim
+from salm_jax import atomic
 from salm_jax.data import load_dataset
+from salm_jax.evaluation import victim
 
 PUBLISHED_RESNET18_28 = {  # MedMNIST v2, Table 3: ResNet-18 (28), test ACC / AUC
     "breastmnist": {"acc": 0.863, "auc": 0.901},

@@ -16,8 +16,8 @@ from absl import app
 import jax
 
 from configs import salm
-from salm_jax import victim
 from salm_jax.data import load_from_config
+from salm_jax.evaluation import victim
 
 
 def main(argv):

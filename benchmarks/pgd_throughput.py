@@ -1,7 +1,7 @@
 """Throughput of one masked PGD round (images × steps per second), rolled vs unrolled loop.
 
 XLA:CPU runs a while-loop body's convolutions much slower than the same ops
-unrolled; `salm_jax.pgd.default_unroll` therefore unrolls on CPU. This script
+unrolled; `salm_jax.noise.pgd.default_unroll` therefore unrolls on CPU. This script
 measures both, plus the bare input gradient, so the choice can be rechecked
 on any machine:
 
@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 
-from salm_jax import pgd, saliency, tasks
+from salm_jax import tasks
 from salm_jax.models import create_model
+from salm_jax.noise import pgd, saliency
 
 MODEL = flags.DEFINE_string("model", "small_cnn", "Surrogate model name.")
 WIDTH = flags.DEFINE_integer("width", 16, "Model width.")

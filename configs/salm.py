@@ -16,7 +16,8 @@ evaluate in under a minute on 2 cores; ':breastmnist' in under 15 minutes.
 """
 import ml_collections
 
-from salm_jax import data, evaluation, generator, surrogate
+from salm_jax import data, evaluation
+from salm_jax.noise import generator, surrogate
 
 
 def parse_arg(arg: str) -> tuple[str, str, int]:

@@ -10,10 +10,10 @@ and the stages behind the command line: `salm_jax.protect.protect`,
 `salm_jax.evaluation.run_evaluation`, `salm_jax.sweep.run_sweep`,
 `salm_jax.report.build_report` (all run by `salm_jax.pipeline.run_all`).
 """
-from salm_jax.generator import GeneratorResult, generate
-from salm_jax.masks import topk_mask
-from salm_jax.pgd import masked_pgd
-from salm_jax.saliency import pixel_saliency
+from salm_jax.noise.generator import GeneratorResult, generate
+from salm_jax.noise.masks import topk_mask
+from salm_jax.noise.pgd import masked_pgd
+from salm_jax.noise.saliency import pixel_saliency
 
 __version__ = "0.1.0"
 

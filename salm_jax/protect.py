@@ -18,11 +18,11 @@ from absl import logging
 
 from salm_jax import atomic
 from salm_jax import data as data_lib
-from salm_jax import generator
 from salm_jax import run_log
-from salm_jax import saliency as saliency_lib
-from salm_jax import utility
 from salm_jax import workdir as wd
+from salm_jax.evaluation import utility
+from salm_jax.noise import generator
+from salm_jax.noise import saliency as saliency_lib
 
 PREVIEW_COUNT = 8
 

@@ -136,7 +136,7 @@ def _per_image_utility(workdir: str, manifest: dict) -> dict | None:
   differences), so the clean dataset need not be loaded. Returns None when
   the files are not there to read.
   """
-  from salm_jax import utility  # pulls in JAX; only needed here
+  from salm_jax.evaluation import utility  # pulls in JAX; only needed here
   from salm_jax.data import protected as protected_lib
   out_dir = wd.path(workdir, wd.PROTECTED)
   data_file = os.path.join(out_dir, manifest.get("files", {}).get("data", {}).get("name", ""))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salm_jax import defenses, victim
-from salm_jax.defenses import adversarial, augment, jpeg as jpeg_lib, preprocess, spec
+from salm_jax.evaluation import defenses, victim
+from salm_jax.evaluation.defenses import adversarial, augment, jpeg as jpeg_lib, preprocess, spec
 
 
 # These tests check behaviour, not speed: compile without XLA's costly CPU passes.

@@ -7,8 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from salm_jax import evaluation, poisoning, tasks
+from salm_jax import evaluation, tasks
 from salm_jax.data.dataset import Dataset, Split
+from salm_jax.evaluation import poisoning
 
 
 def _dataset(n=(48, 16, 16), size=12, seed=0):

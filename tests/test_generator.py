@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from salm_jax import checkpointing, generator, masks, sharding, tasks
+from salm_jax import checkpointing, sharding, tasks
+from salm_jax.noise import generator, masks
 from tests.helpers import tiny
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from salm_jax import masks
+from salm_jax.noise import masks
 
 
 @pytest.mark.parametrize("ratio", [0.01, 0.1, 0.3, 0.5, 0.99, 1.0])

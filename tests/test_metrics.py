@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from salm_jax import metrics, tasks
+from salm_jax import tasks
+from salm_jax.evaluation import metrics
 
 
 def _softmax(z):

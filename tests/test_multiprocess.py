@@ -7,7 +7,8 @@ import sys
 import jax
 import numpy as np
 
-from salm_jax import generator, sharding, tasks
+from salm_jax import sharding, tasks
+from salm_jax.noise import generator
 from tests.conftest import REPO_ROOT
 from tests.helpers import tiny
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from salm_jax import masks, pgd, saliency, tasks
+from salm_jax import tasks
 from salm_jax.models import create_model
+from salm_jax.noise import masks, pgd, saliency
 from tests.helpers import tiny
 
 EPS = 8 / 255

@@ -12,9 +12,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from salm_jax import atomic, evaluation, figures, report, utility
+from salm_jax import atomic, evaluation, figures, report
 from salm_jax import workdir as wd
 from salm_jax.data import make_phantom, write_protected
+from salm_jax.evaluation import utility
 
 EPS_UINT8 = 8
 ARCHS = ("small_cnn", "resnet18")

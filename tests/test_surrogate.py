@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from salm_jax import surrogate, tasks
+from salm_jax import tasks
+from salm_jax.noise import surrogate
 from tests.helpers import tiny
 
 

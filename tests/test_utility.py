@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from salm_jax import metrics, tasks, utility
+from salm_jax import tasks
+from salm_jax.evaluation import metrics, utility
 
 
 def _pair(rng, n=6, shape=(16, 16), bound=8, frac=0.1):

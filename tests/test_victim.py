@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from salm_jax import defenses, tasks, victim
+from salm_jax import tasks
 from salm_jax.data.dataset import Split
+from salm_jax.evaluation import defenses, victim
 from salm_jax.models import model_names, model_options
 
 TINY = {"width": 4, "growth_rate": 4, "dim": 16, "depth": 1, "heads": 2, "patch_size": 4}
@@ -69,7 +70,7 @@ def test_victim_learns_and_reports_last_and_best_val():
   # The returned model is the last-epoch model, in eval mode.
   scores = victim.make_predict_fn(out["model"], tasks.BINARY)(
       test.images[..., None].astype(np.float32) / 255)
-  from salm_jax import metrics
+  from salm_jax.evaluation import metrics
   assert metrics.acc(test.labels, scores, tasks.BINARY) == pytest.approx(out["last"]["acc"])
 
 

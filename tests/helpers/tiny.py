@@ -2,7 +2,7 @@
 import ml_collections
 import numpy as np
 
-from salm_jax import generator, surrogate
+from salm_jax.noise import generator, surrogate
 
 
 def blobs(n: int = 64, size: int = 12, channels: int = 1, seed: int = 0):

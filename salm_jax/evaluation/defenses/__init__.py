@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import jax
 
-from salm_jax.defenses import adversarial, augment, preprocess, spec as spec_lib
+from salm_jax.evaluation.defenses import adversarial, augment, preprocess, spec as spec_lib
 
 PREPROCESS = "preprocess"   # fn(x, **p), once over the data
 RANDOM = "random"           # fn(x, key, **p), per batch

@@ -15,7 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from salm_jax import saliency
+from salm_jax.noise import saliency
 
 
 def check_ratio(ratio) -> float:

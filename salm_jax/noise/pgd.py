@@ -25,9 +25,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from salm_jax import masks as masks_lib
-from salm_jax import saliency as saliency_lib
 from salm_jax import tasks
+from salm_jax.noise import masks as masks_lib
+from salm_jax.noise import saliency as saliency_lib
 
 MASK_SCHEDULES = ("step", "round", "fixed")
 SUPPORTS = ("union", "strict")

@@ -26,13 +26,13 @@ from absl import logging
 from tqdm import auto as tqdm
 
 from salm_jax import checkpointing
-from salm_jax import masks as masks_lib
-from salm_jax import pgd
 from salm_jax import run_log
-from salm_jax import saliency as saliency_lib
 from salm_jax import sharding
-from salm_jax import surrogate as surrogate_lib
 from salm_jax import tasks
+from salm_jax.noise import masks as masks_lib
+from salm_jax.noise import pgd
+from salm_jax.noise import saliency as saliency_lib
+from salm_jax.noise import surrogate as surrogate_lib
 
 INITS = ("auto", "zeros", "uniform")
 MODES = ("sample", "class")

@@ -8,7 +8,7 @@ so a list of them reads as the rows of the results table. Grammar:
   value := a number, or a fraction such as 8/255
 
 Parsing knows nothing of what the names mean; the registry in
-`salm_jax.defenses` checks names and parameters against what each defense takes.
+`salm_jax.evaluation.defenses` checks names and parameters against what each defense takes.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ in training can be missed by early stopping.
 The model is handled functionally: `nnx.split` gives a graph definition and
 the parameter / other-state pytrees, one jitted `train_step(state, batch,
 key)` updates them, and the epoch is a Python loop over batches. A defense
-(`salm_jax.defenses`) adds preprocessing, per-batch transforms and PGD inside
+(`salm_jax.evaluation.defenses`) adds preprocessing, per-batch transforms and PGD inside
 the step; labels become soft targets so that mixup and cutmix fit both the
 softmax and the sigmoid (multi-label) losses.
 """
@@ -30,9 +30,10 @@ import optax
 from flax import nnx
 import tqdm
 
-from salm_jax import defenses as defenses_lib
-from salm_jax import metrics, tasks
+from salm_jax import tasks
 from salm_jax.data.dataset import as_float
+from salm_jax.evaluation import defenses as defenses_lib
+from salm_jax.evaluation import metrics
 from salm_jax.models import create_model
 
 

@@ -25,15 +25,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from salm_jax import atomic, defenses, poisoning, utility, victim, workdir as workdir_lib
+from salm_jax import atomic, workdir as workdir_lib
 from salm_jax.data.dataset import SPLITS, Dataset
+from salm_jax.evaluation import defenses, poisoning, utility, victim
 
 
 def default_config() -> ml_collections.ConfigDict:
   """The `config.evaluation` block: MedMNIST's victim recipe plus what to sweep."""
   cfg = victim.victim_config()
   cfg.archs = ("small_cnn",)
-  cfg.defenses = ("none",)           # spec strings, see salm_jax.defenses
+  cfg.defenses = ("none",)           # spec strings, see salm_jax.evaluation.defenses
   cfg.poison_fractions = (1.0,)      # fraction p of the training set protected
   cfg.diagnostic = True              # diagnostic utility of the clean victims
   cfg.seed = 0

@@ -25,8 +25,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from salm_jax import metrics, tasks
+from salm_jax import tasks
 from salm_jax.data.dataset import as_float
+from salm_jax.evaluation import metrics
 
 
 def _pair(clean_uint8: np.ndarray, protected_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def image_stats(clean_uint8: np.ndarray, protected_uint8: np.ndarray) -> dict:
 
 def _as_predict_fn(model_or_fn, task: str, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
   if isinstance(model_or_fn, nnx.Module):
-    from salm_jax import victim  # victim training is heavier; import only when needed
+    from salm_jax.evaluation import victim  # victim training is heavier; import only when needed
     return victim.make_predict_fn(model_or_fn, task, batch_size)
   if callable(model_or_fn):
     return model_or_fn

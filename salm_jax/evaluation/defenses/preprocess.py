@@ -14,7 +14,7 @@ import dm_pix
 import jax
 import jax.numpy as jnp
 
-from salm_jax.defenses.jpeg import jpeg  # noqa: F401  (re-exported: part of this family)
+from salm_jax.evaluation.defenses.jpeg import jpeg  # noqa: F401  (re-exported: part of this family)
 
 
 def gaussian_blur(x: jax.Array, sigma: float = 1.0, kernel: int = 3) -> jax.Array:

@@ -1,0 +1,11 @@
+"""The noise side: how protective noise is made.
+
+  saliency.py   per-pixel |∇δ L|, the ranking that picks where noise may go
+  masks.py      top-k pixel masks (per image or shared by a class)
+  pgd.py        one compiled round of masked error-minimizing PGD
+  surrogate.py  the model the noise is optimized against
+  generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1)
+
+Import the modules themselves (`from salm_jax.noise import pgd`); the public
+functions are also re-exported by `salm_jax`.
+"""
