@@ -61,6 +61,54 @@ def test_em_setting_uses_uniform_init_and_all_pixels(data):
   assert res.masks.all()
 
 
+def test_class_shared_fixed_masks_are_identical_within_a_class(data):
+  images, labels = data
+  res = generator.generate(tiny.config(mask_schedule="fixed", mask_sharing="class",
+                                       support="strict", mask_ratio=0.1, pretrain_steps=8,
+                                       init="sign", max_rounds=2, stop_accuracy=1.01),
+                           images, labels, task=tasks.BINARY, num_classes=2, progress=False)
+  k = masks.num_kept(0.1, images.shape[1] * images.shape[2])
+  for c in (0, 1):
+    rows = res.masks[labels[:, 0] == c]
+    assert (rows == rows[0]).all()          # one support per class
+    assert rows[0].sum() == k
+  touched = (res.delta != 0).any(-1)
+  assert not (touched & ~res.masks).any()    # noise only on the class's support
+  assert touched.sum((1, 2)).max() <= k
+
+
+def test_sign_init_starts_at_plus_minus_epsilon_on_the_fixed_mask(data):
+  images, labels = data
+  res = generator.generate(tiny.config(mask_schedule="fixed", mask_ratio=0.1, init="sign",
+                                       pgd_steps=0, max_rounds=1, stop_accuracy=1.01),
+                           images, labels, task=tasks.BINARY, num_classes=2, progress=False)
+  inside = res.masks[..., None] & (images + res.delta > 0) & (images + res.delta < 1)
+  np.testing.assert_allclose(np.abs(res.delta[inside]), 8 / 255, rtol=1e-5)
+  assert (res.delta[~np.broadcast_to(res.masks[..., None], res.delta.shape)] == 0).all()
+
+
+def test_pretraining_changes_the_fixed_mask_and_is_deterministic(data):
+  images, labels = data
+  kw = dict(task=tasks.BINARY, num_classes=2, progress=False)
+  cfg = lambda n: tiny.config(mask_schedule="fixed", mask_ratio=0.1, pretrain_steps=n,
+                              max_rounds=1, stop_accuracy=1.01)
+  cold, warm, warm2 = (generator.generate(cfg(n), images, labels, **kw) for n in (0, 8, 8))
+  assert (cold.masks != warm.masks).any()
+  np.testing.assert_array_equal(warm.delta, warm2.delta)
+
+
+@pytest.mark.parametrize("noise, match", [
+    (dict(mask_sharing="class"), "mask_schedule='fixed'"),
+    (dict(init="sign"), "mask_schedule='fixed'"),
+    (dict(mask_sharing="pixel"), "mask_sharing"),
+    (dict(pretrain_steps=-1), "pretrain_steps"),
+])
+def test_masking_options_are_checked(data, noise, match):
+  images, labels = data
+  with pytest.raises(ValueError, match=match):
+    generator.generate(tiny.config(**noise), images, labels, task=tasks.BINARY, num_classes=2)
+
+
 def test_class_wise_noise_is_shared_within_a_class(data):
   images, labels = data
   res = generator.generate(tiny.config(mode="class", max_rounds=2, stop_accuracy=1.01),

@@ -34,8 +34,9 @@ from salm_jax.noise import pgd
 from salm_jax.noise import saliency as saliency_lib
 from salm_jax.noise import surrogate as surrogate_lib
 
-INITS = ("auto", "zeros", "uniform")
+INITS = ("auto", "zeros", "uniform", "sign")
 MODES = ("sample", "class")
+MASK_SHARING = ("image", "class")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -49,8 +50,17 @@ def default_config() -> ml_collections.ConfigDict:
       saliency_reduce="sum",    # channel reduction of |grad|: sum, max, l2
       mask_schedule="step",     # step, round, fixed
       support="union",          # union, strict
-      init="auto",              # auto (zeros if ratio < 1 else uniform), zeros, uniform
+      init="auto",              # auto (zeros if ratio < 1 else uniform), zeros, uniform,
+                                # sign (±ε on the fixed mask; mask_schedule='fixed' only)
       mode="sample",            # sample-wise or class-wise noise
+      # 'class': a fixed mask shared by every image of a class (top-k of the class's
+      # summed clean saliency); needs mask_schedule='fixed'. Class-wise noise
+      # (mode='class') always shares its masks.
+      mask_sharing="image",
+      # Surrogate SGD steps on the clean images before round 0, so that a 'fixed'
+      # mask comes from a model that has learned the task (rounded up to a
+      # multiple of train_steps; 0: EM's untrained start).
+      pretrain_steps=0,
       stop_accuracy=0.99, max_rounds=10,
       min_rounds=1,             # rounds before the stop test may end the run
       pgd_batch_size=256,
@@ -81,11 +91,7 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
   saliency_lib.check_reduce(noise.saliency_reduce)
   if noise.init not in INITS:
     raise ValueError(f"noise.init must be one of {INITS}, got {noise.init!r}.")
-  if noise.mode not in MODES:
-    raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
-  if noise.mode == "class" and tasks.is_multilabel(task):
-    raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
-                     "none. Use noise.mode='sample'.")
+  _validate_masking(noise, task)
   if not 0.0 < noise.stop_accuracy <= 1.01 or noise.max_rounds < 1 or not (
       0 <= noise.min_rounds <= noise.max_rounds):
     raise ValueError(f"Need 0 < stop_accuracy <= 1.01 and 0 <= min_rounds <= max_rounds >= 1; "
@@ -100,6 +106,29 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
   if not tasks.is_multilabel(task) and (labels.min() < 0 or labels.max() >= num_classes):
     raise ValueError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, "
                      f"{labels.max()}].")
+
+
+def _validate_masking(noise: ml_collections.ConfigDict, task: str) -> None:
+  """Mode, mask sharing and init must fit together and fit the task."""
+  if noise.mode not in MODES:
+    raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
+  sharing = noise.get("mask_sharing", "image")
+  if sharing not in MASK_SHARING:
+    raise ValueError(f"noise.mask_sharing must be one of {MASK_SHARING}, got {sharing!r}.")
+  by_class = noise.mode == "class" or sharing == "class"
+  if by_class and tasks.is_multilabel(task):
+    raise ValueError("Class-wise noise and class-shared masks need one class per image; the "
+                     "multi-label task has none. Use noise.mode='sample' and "
+                     "noise.mask_sharing='image'.")
+  if sharing == "class" and noise.mask_schedule != "fixed":
+    raise ValueError("noise.mask_sharing='class' needs noise.mask_schedule='fixed' (a mask "
+                     f"chosen once); got mask_schedule={noise.mask_schedule!r}.")
+  if noise.init == "sign" and noise.mask_schedule != "fixed":
+    raise ValueError("noise.init='sign' puts ±ε on the fixed mask: it needs "
+                     f"noise.mask_schedule='fixed', got {noise.mask_schedule!r}.")
+  pretrain = noise.get("pretrain_steps", 0)
+  if isinstance(pretrain, bool) or not isinstance(pretrain, int) or pretrain < 0:
+    raise ValueError(f"noise.pretrain_steps must be a non-negative integer, got {pretrain!r}.")
 
 
 _PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "saliency_reduce",
@@ -189,6 +218,8 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   groups = labels[:, 0].astype(np.int32) if noise.mode == "class" else None
   run = _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
   run.state = sharding.replicate(mesh, run.state)
+  if run.next_round == 0:
+    run = _prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups, key)
   stopped = bool(run.history) and _should_stop(noise, run.history)
   for r in range(run.next_round, noise.max_rounds):
     if stopped:
@@ -244,6 +275,58 @@ def _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_
   return _Run(state, delta, masks, masks.copy(), [], 0)
 
 
+def _prepare(steps: "_Steps", noise, sur_cfg, mesh, run: _Run, images, labels, groups,
+             key) -> _Run:
+  """Before round 0: pretrain on clean images, choose the fixed masks, put the sign init on them.
+
+  A 'fixed' mask is only as good as the saliency it is ranked by: from an
+  untrained surrogate it is close to arbitrary, so `pretrain_steps` first
+  fits the surrogate to the clean task (its BatchNorm statistics recalibrated
+  on the clean images) and the mask is then the top-k of its saliency.
+  """
+  state = _pretrain(steps, noise, sur_cfg, mesh, run.state, images, labels, key)
+  if noise.mask_schedule != "fixed":
+    return dataclasses.replace(run, state=state)
+  sharing = noise.get("mask_sharing", "image")
+  if groups is None and sharing == "class":
+    classes = labels[:, 0].astype(np.int32)
+    num_classes = int(classes.max()) + 1
+    fixed = _clean_masks(steps, noise, mesh, state, images, labels, classes, num_classes)[classes]
+  else:
+    fixed = _clean_masks(steps, noise, mesh, state, images, labels, groups, len(run.delta))
+  delta, union = run.delta, run.union
+  if noise.init == "sign":
+    union = union | fixed
+    signs = jax.random.rademacher(jax.random.fold_in(key, 0x5167), delta.shape, jnp.float32)
+    delta = np.asarray(signs) * np.float32(noise.epsilon) * fixed[..., None]
+    if groups is None:
+      delta = np.clip(images + delta, 0.0, 1.0) - images
+  return dataclasses.replace(run, state=state, fixed_mask=fixed, delta=delta.astype(np.float32),
+                             union=union)
+
+
+def _pretrain(steps: "_Steps", noise, sur_cfg, mesh, state, images, labels, key):
+  """`pretrain_steps` surrogate steps on clean images, in calls of the round's compiled shape."""
+  calls = -(-int(noise.get("pretrain_steps", 0)) // noise.train_steps)
+  if not calls:
+    return state
+  batch = sharding.round_up(sur_cfg.batch_size, mesh.devices.size)
+  put = lambda a: sharding.shard_batch(mesh, a, axis=1)
+  zeros = put(np.zeros((noise.train_steps, batch) + images.shape[1:], np.float32))
+  for c in range(calls):
+    idx = _train_batches(len(images), batch, noise.train_steps,
+                         jax.random.fold_in(key, 0xC1EA0000 + c))
+    state, metrics = steps.train(state, put(images[idx]), put(labels[idx]), zeros)
+  logging.info("pretrained the surrogate for %d steps on clean images: last loss %.4f, "
+               "accuracy %.4f", calls * noise.train_steps, float(metrics["loss"]),
+               float(metrics["accuracy"]))
+  if sur_cfg.get("bn_recalibration"):
+    count = sharding.round_up(min(sur_cfg.bn_recalibration, len(images)), mesh.devices.size)
+    idx = _train_batches(len(images), count, 1, jax.random.fold_in(key, 0xB0B))[0]
+    state = steps.recalibrate(state, sharding.shard_batch(mesh, images[idx]))
+  return state
+
+
 def _train_batches(n: int, batch: int, steps: int, key) -> np.ndarray:
   """(steps, batch) indices: consecutive slices of fresh permutations of range(n)."""
   needed = steps * batch
@@ -264,9 +347,6 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, g
   state, train_metrics = steps.train(run.state, put(images[idx]), put(labels[idx]), put(per_sample))
   if sur_cfg.get("bn_recalibration"):
     state = _recalibrate(steps, mesh, state, images, run, groups, sur_cfg.bn_recalibration, key)
-  if noise.mask_schedule == "fixed" and r == 0:
-    run.fixed_mask = _clean_masks(steps, noise, mesh, state, images, labels, groups, num=len(
-        run.delta))
   run = dataclasses.replace(run, state=state)
   _pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress)
   accuracy = _accuracy(steps, noise, mesh, run, images, labels, groups)
