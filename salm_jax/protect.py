@@ -21,6 +21,7 @@ from salm_jax import data as data_lib
 from salm_jax import run_log
 from salm_jax import workdir as wd
 from salm_jax.evaluation import utility
+from salm_jax.noise import budget
 from salm_jax.noise import generator
 from salm_jax.noise import saliency as saliency_lib
 
@@ -37,6 +38,7 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   wd.start_stage(workdir, config, done_file=wd.DONE_PROTECT,
                  outputs=(wd.PROTECTED, wd.CHECKPOINTS, wd.METRICS, wd.PREVIEW, wd.TENSORBOARD),
                  overwrite=overwrite, resumable=(wd.CHECKPOINTS,))
+  config = budget.resolve(config)  # the L∞ bound in force, if derived from a PSNR
   dataset = data_lib.load_from_config(config.dataset)
   splits = _check_splits(config.noise.splits, dataset)
   images = np.concatenate([data_lib.as_float(dataset.splits[s].images) for s in splits])

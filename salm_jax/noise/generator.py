@@ -61,6 +61,9 @@ def default_config() -> ml_collections.ConfigDict:
       # mask comes from a model that has learned the task (rounded up to a
       # multiple of train_steps; 0: EM's untrained start).
       pretrain_steps=0,
+      # 'linf': epsilon is the L∞ bound (default). 'psnr': epsilon is derived from
+      # target_psnr and mask_ratio (salm_jax/noise/budget.py), at equal PSNR.
+      budget="linf", target_psnr=40.0,
       stop_accuracy=0.99, max_rounds=10,
       min_rounds=1,             # rounds before the stop test may end the run
       pgd_batch_size=256,

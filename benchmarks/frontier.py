@@ -1,0 +1,163 @@
+"""Protection against distortion on real MedMNIST: method × seed × victim, resumable.
+
+Issue 9's evidence. For every named variant (a method and its config
+overrides, `VARIANTS`) and seed, the real `protect` stage writes a protected
+copy of the dataset into `<workdir>/<dataset>/<variant>/seed<k>/` (skipped
+when its manifest already exists), and every victim architecture of the
+config's zoo is trained on it with MedMNIST's recipe and tested on the clean
+test split. Distortion (PSNR, SSIM, fraction of pixels changed, L∞) is read
+from the manifest, i.e. measured on the written uint8 file. The victim seed
+equals the noise seed, so the clean row of seed k and the protected rows of
+seed k start from the same initialization.
+
+Every finished (variant, seed, arch) row is written to `--json_out` at once,
+and rows already there are skipped, so a killed run continues where it
+stopped. `benchmarks/frontier_report.py` turns the JSON into tables and
+the protection-vs-distortion figure.
+
+  python -m benchmarks.frontier --dataset=breastmnist --seeds=0,1,2 \\
+      --variants=clean,em,salm_class --json_out=docs/results/breastmnist_cpu.json
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+
+from absl import app, flags, logging
+import jax
+
+from salm_jax import atomic
+from salm_jax import data as data_lib
+from salm_jax import protect as protect_lib
+from salm_jax import workdir as wd
+from salm_jax.evaluation import victim
+
+_DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                             "data", "medmnist")
+
+# name -> (config module under configs/, overrides). 'clean' trains victims on the
+# clean data. '{seed_dir:NAME}' in a value is the workdir of variant NAME at the same
+# seed (the random control reads the support of the SALM run it controls).
+VARIANTS: dict[str, tuple[str, dict] | None] = {
+    "clean": None,
+    "em": ("em", {}),
+    "salm_v0": ("salm", {"noise.mask_schedule": "step", "noise.support": "union",
+                         "noise.mask_ratio": 0.2, "noise.mode": "sample",
+                         "noise.mask_sharing": "image", "noise.init": "auto",
+                         "noise.pretrain_steps": 0}),
+    "salm_strict": ("salm", {"noise.mask_schedule": "step", "noise.support": "strict",
+                             "noise.mask_ratio": 0.1, "noise.mode": "sample",
+                             "noise.mask_sharing": "image", "noise.init": "auto",
+                             "noise.pretrain_steps": 0}),
+    "salm_class": ("salm", {}),  # the default SALM config
+    "random_class": ("random_noise", {"noise.random.support_from": "{seed_dir:salm_class}"}),
+    "ops": ("ops", {}),
+}
+
+_DATASET = flags.DEFINE_string("dataset", "breastmnist", "MedMNIST flag (28 px).")
+_DATA_DIR = flags.DEFINE_string("data_dir", _DEFAULT_DATA, "Folder of the MedMNIST npz files.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Noise and victim seeds.")
+_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Names from VARIANTS.")
+_ARCHS = flags.DEFINE_list("archs", None, "Victims (default: the config's evaluation.archs).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/frontier", "Where protected copies go.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Rows file (resumable); required.")
+_SET = flags.DEFINE_multi_string("set", [], "Extra override for every variant: field=value.")
+
+
+def variant_config(name: str, dataset: str, seed: int, workdir: str):
+  """The full config of one (variant, seed): the CPU config, the data, the overrides."""
+  module, overrides = VARIANTS[name] or ("salm", {})
+  config = importlib.import_module(f"configs.{module}").get_config(dataset)
+  config.seed = seed
+  config.dataset.data_dir = os.path.abspath(_DATA_DIR.value)
+  config.dataset.download = False
+  config.tensorboard = False
+  extra = dict(s.split("=", 1) for s in _SET.value)
+  for field, value in {**overrides, **extra}.items():
+    if isinstance(value, str) and value.startswith("{seed_dir:"):
+      value = os.path.abspath(os.path.join(workdir, value[len("{seed_dir:"):-1], f"seed{seed}",
+                                           wd.PROTECTED))
+    _assign(config, field, value)
+  return config
+
+
+def _assign(config, field: str, value) -> None:
+  """Sets a dotted field, parsing strings from --set like the entry points' overrides."""
+  *parents, leaf = field.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  if isinstance(value, str) and not isinstance(node[leaf], str):
+    value = type(node[leaf])(eval(value, {}))  # numbers and tuples from --set
+  node[leaf] = value
+
+
+def protected_copy(name: str, config, workdir: str):
+  """(dataset the victims train on, distortion stats, generation seconds) for one variant."""
+  clean = data_lib.load_from_config(config.dataset)
+  if VARIANTS[name] is None:
+    return clean, {}, 0.0
+  if not os.path.exists(wd.path(workdir, wd.DONE_PROTECT)):
+    protect_lib.protect(config, workdir, overwrite=True, progress=False)
+  manifest = wd.read_json(wd.path(workdir, wd.DONE_PROTECT))
+  protected, _ = data_lib.read_protected(wd.path(workdir, wd.PROTECTED))
+  return protected, manifest["split_stats"]["train"], float(manifest["generator_seconds"])
+
+
+def victim_row(ds, config, arch: str, seed: int) -> dict:
+  """One victim trained on `ds`'s train split, tested on its clean val / test splits."""
+  cfg = config.evaluation
+  out = victim.train_victim(ds.splits["train"], ds.splits["val"], ds.splits["test"],
+                            task=ds.task, num_classes=ds.num_classes, arch=arch, cfg=cfg,
+                            key=jax.random.PRNGKey(seed))
+  return {"last": out["last"], "best_val": out["best_val"], "seconds": out["seconds"]}
+
+
+def main(argv):
+  del argv
+  if not _JSON_OUT.value:
+    raise app.UsageError("--json_out is required (rows are kept there and resumed from).")
+  unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
+  if unknown:
+    raise app.UsageError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+  rows = wd.read_json(_JSON_OUT.value)["rows"] if os.path.exists(_JSON_OUT.value) else []
+  done = {(r["variant"], r["seed"], r["arch"]) for r in rows}
+  for seed in (int(s) for s in _SEEDS.value):  # seeds outermost: a cut-short run has seed 0
+    for name in _VARIANTS.value:
+      workdir = os.path.join(_WORKDIR.value, _DATASET.value, name, f"seed{seed}")
+      config = variant_config(name, _DATASET.value, seed,
+                              os.path.join(_WORKDIR.value, _DATASET.value))
+      archs = _ARCHS.value or list(config.evaluation.archs)
+      if all((name, seed, a) in done for a in archs):
+        continue
+      t0 = time.time()
+      ds, stats, gen_seconds = protected_copy(name, config, workdir)
+      logging.info("%s seed %d: protected copy ready in %.0f s", name, seed, time.time() - t0)
+      for arch in archs:
+        if (name, seed, arch) in done:
+          continue
+        row = {"dataset": _DATASET.value, "variant": name, "seed": seed, "arch": arch,
+               "distortion": stats, "generator_seconds": gen_seconds,
+               "overrides": (VARIANTS[name] or ("clean", {}))[1],
+               "victim": {"epochs": config.evaluation.epochs,
+                          "batch_size": config.evaluation.batch_size,
+                          "model_kwargs": dict(config.evaluation.model_kwargs).get(arch, {})},
+               **victim_row(ds, config, arch, seed)}
+        rows.append(atomic.to_jsonable(row))
+        done.add((name, seed, arch))
+        atomic.write_json(_JSON_OUT.value, {"machine": _machine(), "rows": rows})
+        print(f"{name:14s} seed {seed} {arch:12s} AUC {row['last']['auc']:.3f} "
+              f"ACC {row['last']['acc']:.3f}  PSNR {stats.get('psnr') or float('nan'):.2f} "
+              f"changed {stats.get('frac_changed', 0):.3f}  ({row['seconds']:.0f} s)", flush=True)
+
+
+def _machine() -> dict:
+  import platform  # pylint: disable=g-import-not-at-top
+  return {"platform": platform.platform(), "processor": platform.processor(),
+          "cpus": os.cpu_count(), "jax": jax.__version__,
+          "devices": [str(d) for d in jax.devices()]}
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,132 @@
+"""Tables and the protection-vs-distortion figure from `benchmarks/frontier.py`'s JSON.
+
+For each variant: victim test AUC / ACC per architecture (mean ± std over
+seeds, last epoch), the mean over the zoo, and the distortion of the written
+uint8 files (PSNR, SSIM, fraction of pixels changed, L∞), with generation
+time. The figure plots the zoo-mean AUC (band: ± std over seeds) against
+PSNR and against the fraction of pixels changed, one point per variant.
+
+  python -m benchmarks.frontier_report --json=docs/results/breastmnist_cpu.json \\
+      --out_md=docs/results/breastmnist_cpu.md --out_png=docs/results/breastmnist_cpu.png
+"""
+from __future__ import annotations
+
+import collections
+
+from absl import app, flags
+import numpy as np
+
+from salm_jax import atomic
+from salm_jax import workdir as wd
+
+_JSON = flags.DEFINE_string("json", None, "Rows written by benchmarks/frontier.py.")
+_OUT_MD = flags.DEFINE_string("out_md", None, "Markdown tables (default: print).")
+_OUT_PNG = flags.DEFINE_string("out_png", None, "The frontier figure (optional).")
+
+
+def summarize(rows: list[dict]) -> dict[str, dict]:
+  """variant -> {'archs': {arch: {auc/acc: (mean, std, n)}}, 'zoo': ..., 'distortion': ...}."""
+  by_variant = collections.defaultdict(list)
+  for r in rows:
+    by_variant[r["variant"]].append(r)
+  out = {}
+  for name, rs in by_variant.items():
+    archs = sorted({r["arch"] for r in rs})
+    per_arch = {a: {m: _stats([r["last"][m] for r in rs if r["arch"] == a])
+                    for m in ("auc", "acc")} for a in archs}
+    seeds = sorted({r["seed"] for r in rs})
+    zoo = {m: _stats([np.mean([r["last"][m] for r in rs if r["seed"] == s]) for s in seeds])
+           for m in ("auc", "acc")}
+    first = {}
+    for r in rs:  # one distortion entry per seed (the same file for every arch)
+      first.setdefault(r["seed"], r)
+    dist = {k: _stats([f["distortion"].get(k) for f in first.values()
+                       if f["distortion"].get(k) is not None])
+            for k in ("psnr", "ssim", "frac_changed", "linf_uint8")}
+    dist["generator_seconds"] = _stats([f["generator_seconds"] for f in first.values()])
+    out[name] = {"archs": per_arch, "zoo": zoo, "distortion": dist, "seeds": seeds,
+                 "complete": all(len({r["seed"] for r in rs if r["arch"] == a}) == len(seeds)
+                                 for a in archs)}
+  return out
+
+
+def _stats(values) -> tuple[float, float, int]:
+  v = np.asarray([x for x in values if x is not None], float)
+  if not len(v):
+    return (float("nan"), float("nan"), 0)
+  return (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v))
+
+
+def _pm(s, digits=3) -> str:
+  mean, std, n = s
+  if not n:
+    return "–"
+  return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f} (1 seed)"
+
+
+def markdown(summary: dict[str, dict]) -> str:
+  archs = sorted({a for v in summary.values() for a in v["archs"]})
+  head = ("| variant | seeds | PSNR (dB) | SSIM | pixels changed | L∞ (uint8) | generation (s) | "
+          "zoo mean AUC | zoo mean ACC | " + " | ".join(f"{a} AUC" for a in archs) + " |")
+  lines = [head, "|" + "---|" * (9 + len(archs))]
+  for name, v in summary.items():
+    d = v["distortion"]
+    cells = [name, ",".join(map(str, v["seeds"])), _pm(d["psnr"], 2), _pm(d["ssim"]),
+             _pm(d["frac_changed"]), _pm(d["linf_uint8"], 0), _pm(d["generator_seconds"], 0),
+             _pm(v["zoo"]["auc"]), _pm(v["zoo"]["acc"])]
+    cells += [_pm(v["archs"][a]["auc"]) if a in v["archs"] else "–" for a in archs]
+    lines.append("| " + " | ".join(cells) + " |")
+  acc_lines = ["", "Test ACC per victim (last epoch, mean ± std over seeds):", "",
+               "| variant | " + " | ".join(archs) + " |", "|" + "---|" * (1 + len(archs))]
+  for name, v in summary.items():
+    acc_lines.append("| " + " | ".join([name] + [
+        _pm(v["archs"][a]["acc"]) if a in v["archs"] else "–" for a in archs]) + " |")
+  return "\n".join(lines + acc_lines) + "\n"
+
+
+def figure(summary: dict[str, dict], path: str, title: str) -> None:
+  """Zoo-mean AUC against PSNR and against pixels changed, ± std over seeds as error bars."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+  clean = summary.get("clean", {}).get("zoo", {}).get("auc")
+  for name, v in summary.items():
+    auc, d = v["zoo"]["auc"], v["distortion"]
+    if name == "clean" or not d["psnr"][2]:
+      continue
+    for ax, key in zip(axes, ("psnr", "frac_changed")):
+      ax.errorbar(d[key][0], auc[0], xerr=d[key][1], yerr=auc[1], fmt="o", capsize=3,
+                  label=name)
+      ax.annotate(name, (d[key][0], auc[0]), fontsize=7, xytext=(4, 3),
+                  textcoords="offset points")
+  for ax, xlabel in zip(axes, ("PSNR of the written file (dB)", "fraction of pixels changed")):
+    if clean:
+      ax.axhline(clean[0], color="gray", ls="--", lw=1, label="clean victims")
+    ax.axhline(0.6, color="red", ls=":", lw=1, label="target AUC 0.60")
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("victim test AUC, mean over the zoo")
+  axes[1].legend(fontsize=7, loc="best")
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  with atomic.atomic_open(path) as f:
+    fig.savefig(f, format="png", dpi=120)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  data = wd.read_json(_JSON.value)
+  summary = summarize(data["rows"])
+  text = markdown(summary)
+  if _OUT_MD.value:
+    atomic.write_text(_OUT_MD.value, text)
+  print(text)
+  if _OUT_PNG.value:
+    figure(summary, _OUT_PNG.value, f"{data['rows'][0]['dataset']} — {data['machine']['cpus']} "
+           "CPU cores, CPU-sized victims")
+
+
+if __name__ == "__main__":
+  app.run(main)
