@@ -106,3 +106,20 @@ def test_flat_label_npz_through_protect_evaluate_report(tmp_path):
   assert back.train.labels.shape == (48, 1)
   assert 0 <= summary["chance_accuracy"] <= 1
   assert (tmp_path / "run" / "report" / "index.html").exists()
+
+
+def test_resaved_breastmnist_with_flat_labels_matches_the_official_file(medmnist_dir, tmp_path):
+  """The issue's case: BreastMNIST re-saved with (546,) labels, arrays otherwise identical."""
+  official = loading.load_dataset("breastmnist", data_dir=str(medmnist_dir), download=False)
+  with np.load(medmnist_dir / "breastmnist.npz") as z:
+    arrays = {k: (z[k][:, 0] if k.endswith("_labels") else z[k]) for k in z.files}
+  assert arrays["train_labels"].shape == (546,)
+  np.savez_compressed(tmp_path / "breastmnist_course.npz", **arrays)
+  mine = loading.load_dataset(str(tmp_path / "breastmnist_course.npz"))
+  assert (mine.task, mine.num_classes) == (official.task, official.num_classes)
+  for s in ("train", "val", "test"):
+    np.testing.assert_array_equal(mine.splits[s].labels, official.splits[s].labels)
+    np.testing.assert_array_equal(mine.splits[s].images, official.splits[s].images)
+  npz_io.write_npz(str(tmp_path / "back.npz"), mine.splits, flat_labels=True)
+  with np.load(tmp_path / "back.npz") as z:
+    assert all(z[k].shape == arrays[k].shape for k in arrays)
