@@ -3,8 +3,9 @@
 MedMNIST names four task types. Labels always keep MedMNIST's (N, L) shape:
 L = 1 holding a class index for the single-label tasks, L = number of labels
 holding 0/1 for the multi-label task (ChestMNIST); `label_matrix` turns the
-flat (N,) single-label arrays found in the wild into that shape. Ordinal regression
-(RetinaMNIST) is trained as multi-class, as MedMNIST's own benchmark does.
+flat (N,) single-label arrays found in the wild into that shape. Ordinal
+regression (RetinaMNIST) is trained as multi-class, as MedMNIST's own
+benchmark does.
 
 Everything here is jnp and pure, so that the noise generator, the surrogate
 and the victims all share one definition of "the loss" and "accuracy".

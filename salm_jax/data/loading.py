@@ -1,8 +1,9 @@
 """One entry point from a dataset name to a checked, in-memory `Dataset`.
 
 A MedMNIST flag, the built-in phantom, a user's own npz and a folder of
-images (PNG/JPEG or DICOM, with a labels.csv) all end up as the same `Dataset`, checked the same way, so nothing downstream needs to know
-where the data came from. MedMNIST files live in `data_dir` (default
+images (PNG/JPEG or DICOM, with a labels.csv) all end up as the same
+`Dataset`, checked the same way, so nothing downstream needs to know where
+the data came from. MedMNIST files live in `data_dir` (default
 `~/.medmnist`, the medmnist package's own default, so downloads are shared)
 under MedMNIST's file names, and a missing one is downloaded and MD5-checked.
 """

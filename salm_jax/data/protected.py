@@ -6,10 +6,11 @@ unchanged: same keys, uint8 images, the very same label arrays, unperturbed
 splits copied bit for bit. Data that came in another layout goes back out in
 it: flat (N,) labels stay flat, and a folder of images (or DICOM files) with
 its labels.csv becomes a folder `<name>/` with the same file names (see
-`folder.py`); the manifest's `dataset.layout` says which. Beside it, `noise.npz` keeps the exact int8 noise
-(protected − clean) and the SALM masks, and `manifest.json` records how it was
-made and the MD5 of every file. The manifest is written last, so its presence
-means the run finished; `read_protected` refuses files that do not match it.
+`folder.py`); the manifest's `dataset.layout` says which. Beside the data,
+`noise.npz` keeps the exact int8 noise (protected − clean) and the SALM masks,
+and `manifest.json` records how it was made and the MD5 of every file. The
+manifest is written last, so its presence means the run finished;
+`read_protected` refuses files that do not match it.
 
 The noise lives in [−ε, ε] in float space; `quantize` turns it into uint8
 images whose every pixel stays within round(255·ε) of the clean one, which is
