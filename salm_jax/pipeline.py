@@ -67,9 +67,8 @@ def summarize(workdir: str, report_path: str) -> dict:
 
 def _chance_accuracy(workdir: str, manifest: dict) -> float:
   """Test ACC of always answering the most frequent class (per label for multi-label)."""
-  path = wd.path(workdir, wd.PROTECTED, manifest["files"]["data"]["name"])
-  with np.load(path) as f:
-    labels = f["test_labels"]
+  from salm_jax.data import protected  # the data layer: load it only here, as suite.py does
+  labels = protected.read_split_labels(wd.path(workdir, wd.PROTECTED), "test")
   if manifest["dataset"]["task"] == tasks.MULTI_LABEL:
     p = labels.mean(0)
     return float(np.maximum(p, 1 - p).mean())

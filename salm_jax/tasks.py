@@ -2,8 +2,10 @@
 
 MedMNIST names four task types. Labels always keep MedMNIST's (N, L) shape:
 L = 1 holding a class index for the single-label tasks, L = number of labels
-holding 0/1 for the multi-label task (ChestMNIST). Ordinal regression
-(RetinaMNIST) is trained as multi-class, as MedMNIST's own benchmark does.
+holding 0/1 for the multi-label task (ChestMNIST); `label_matrix` turns the
+flat (N,) single-label arrays found in the wild into that shape. Ordinal
+regression (RetinaMNIST) is trained as multi-class, as MedMNIST's own
+benchmark does.
 
 Everything here is jnp and pure, so that the noise generator, the surrogate
 and the victims all share one definition of "the loss" and "accuracy".
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 BINARY = "binary-class"
@@ -30,6 +33,33 @@ def check_task(task: str) -> str:
 
 def is_multilabel(task: str) -> bool:
   return check_task(task) == MULTI_LABEL
+
+
+def label_matrix(labels, task: str):
+  """`labels` in MedMNIST's (B, L) shape; a single-label task's (B,) indices become (B, 1).
+
+  Many MedMNIST-style arrays in the wild hold single-label classes flat, as
+  (B,). Every library entry point calls this first, so such labels work, and
+  a shape that cannot be read one way only fails here, with the shape it
+  expected, instead of deep inside optax. A flat vector is refused for the
+  multi-label task: (L,) could be one image's findings or L images' labels.
+  Works on numpy arrays, jax arrays and tracers (it only reads the shape).
+  """
+  check_task(task)
+  if not hasattr(labels, "shape"):
+    labels = np.asarray(labels)
+  shape = tuple(labels.shape)
+  if is_multilabel(task):
+    if len(shape) != 2:
+      raise ValueError(f"labels have shape {shape}; the multi-label task expects (B, L) 0/1 "
+                       "labels, one column per finding.")
+    return labels
+  if len(shape) == 1:
+    return labels.reshape(-1, 1)
+  if len(shape) != 2 or shape[1] != 1:
+    raise ValueError(f"labels have shape {shape}; a {task!r} task expects class indices of "
+                     "shape (B, 1) or (B,).")
+  return labels
 
 
 def per_example_loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:

@@ -74,7 +74,8 @@ def _bad(key, value):
     (_bad("test_images", np.zeros((5, 28, 28), np.uint8)), "test has 5 images but 4 labels"),
     (_bad("val_images", np.zeros((3, 32, 32), np.uint8)), "image sizes differ"),
     (_bad("val_images", np.zeros((3, 28), np.uint8)), "val_images has shape"),
-    (_bad("train_labels", np.zeros((8,), np.uint8)), r"expected \(N, L\)"),
+    (_bad("train_labels", np.zeros((8,), np.uint8)), r"label shapes mix flat \(N,\) and"),
+    (_bad("train_labels", np.zeros((8, 1, 1), np.uint8)), r"expected \(N, L\), or \(N,\)"),
 ])
 def test_bad_custom_files_give_clear_errors(tmp_path, arrays, message):
   path = _save(tmp_path, arrays)

@@ -1,4 +1,5 @@
-"""salm_jax's data layer: MedMNIST, the offline phantom, custom npz, protected output.
+"""salm_jax's data layer: MedMNIST, the offline phantom, custom npz, image/DICOM folders,
+protected output.
 
 `load_dataset(name, ...)` is the one way in; see `loading.py`. Protected
 datasets are written and read back by `protected.py`; the optional TFDS
@@ -6,6 +7,7 @@ builder (`tfds_medmnist.py`) is imported only by those who use TFDS.
 """
 from salm_jax.data.dataset import SPLITS, Dataset, Split, as_float, as_uint8_like
 from salm_jax.data.download import DownloadError, fetch
+from salm_jax.data.folder import load_folder
 from salm_jax.data.loading import (DEFAULT_DATA_DIR, default_config, default_phantom_config,
                                    load_custom, load_dataset, load_from_config,
                                    load_medmnist)
@@ -15,6 +17,6 @@ from salm_jax.data.protected import quantize, read_noise, read_protected, write_
 __all__ = [
     "SPLITS", "Dataset", "Split", "as_float", "as_uint8_like", "DownloadError", "fetch",
     "DEFAULT_DATA_DIR", "default_config", "default_phantom_config", "load_custom",
-    "load_dataset", "load_from_config", "load_medmnist", "make_phantom", "quantize",
+    "load_dataset", "load_folder", "load_from_config", "load_medmnist", "make_phantom", "quantize",
     "read_noise", "read_protected", "write_protected",
 ]

@@ -1,13 +1,15 @@
 """The in-memory dataset every part of salm_jax passes around.
 
-A `Dataset` holds MedMNIST's arrays as they are on disk: uint8 images
-(N, H, W) or (N, H, W, C) and labels (N, L). The float view used by models
-and noise, NHWC in [0, 1], is made on demand by `as_float`.
+A `Dataset` holds MedMNIST's arrays: uint8 images (N, H, W) or (N, H, W, C)
+and labels (N, L), whatever the source looked like on disk (flat (N,) labels,
+a folder of PNGs, DICOM files). `layout` remembers that source shape, so the
+protected copy can be written back in it. The float view used by models and
+noise, NHWC in [0, 1], is made on demand by `as_float`.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -17,7 +19,7 @@ SPLITS = ("train", "val", "test")
 @dataclasses.dataclass(frozen=True)
 class Split:
   images: np.ndarray  # uint8, (N, H, W) or (N, H, W, C)
-  labels: np.ndarray  # integer, (N, L)
+  labels: np.ndarray  # integer, (N, L) (flat files are reshaped on load)
 
   def __len__(self) -> int:
     return int(self.images.shape[0])
@@ -35,6 +37,10 @@ class Dataset:
     splits: 'train' / 'val' / 'test' -> Split.
     source: where it came from (a path, or a description for built-in data).
     source_md5: MD5 of the source file, '' for generated data.
+    layout: how the source stores the data, for writing it back the same
+      way: {} for a MedMNIST-layout npz; {'format': 'npz', 'label_shape':
+      '(N,)'} for flat labels; {'format': 'folder', ...} for a folder of
+      images or DICOM files (see `salm_jax.data.folder`).
   """
   name: str
   task: str
@@ -43,6 +49,7 @@ class Dataset:
   splits: Mapping[str, Split]
   source: str = ""
   source_md5: str = ""
+  layout: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def train(self) -> Split:

@@ -1,8 +1,9 @@
 """One entry point from a dataset name to a checked, in-memory `Dataset`.
 
-A MedMNIST flag, the built-in phantom, and a user's own npz all end up as
-the same `Dataset`, checked the same way, so nothing downstream needs to know
-where the data came from. MedMNIST files live in `data_dir` (default
+A MedMNIST flag, the built-in phantom, a user's own npz and a folder of
+images (PNG/JPEG or DICOM, with a labels.csv) all end up as the same
+`Dataset`, checked the same way, so nothing downstream needs to know where
+the data came from. MedMNIST files live in `data_dir` (default
 `~/.medmnist`, the medmnist package's own default, so downloads are shared)
 under MedMNIST's file names, and a missing one is downloaded and MD5-checked.
 """
@@ -16,6 +17,7 @@ import ml_collections
 
 from salm_jax import tasks
 from salm_jax.data import download as download_lib
+from salm_jax.data import folder as folder_lib
 from salm_jax.data import info as info_lib
 from salm_jax.data import npz_io
 from salm_jax.data import phantom as phantom_lib
@@ -41,8 +43,9 @@ def default_phantom_config() -> ml_collections.ConfigDict:
 def default_config() -> ml_collections.ConfigDict:
   """The `config.dataset` block."""
   return ml_collections.ConfigDict({
-      "name": "phantom",    # a MedMNIST flag, 'phantom', or a path to a .npz
-      "size": 28,           # 28 | 64 | 128 | 224 (MedMNIST); the phantom's side too
+      "name": "phantom",    # a MedMNIST flag, 'phantom', a path to a .npz, or a folder
+      "size": 28,           # 28 | 64 | 128 | 224 (MedMNIST); the phantom's side too (npz
+                            # files and folders keep their own size)
       "data_dir": DEFAULT_DATA_DIR,
       "download": True,
       "phantom": default_phantom_config(),
@@ -57,15 +60,16 @@ def load_from_config(cfg: ml_collections.ConfigDict) -> Dataset:
 def load_dataset(name: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR,
                  download: bool = True, phantom: Any = None, task: str | None = None,
                  num_classes: int | None = None) -> Dataset:
-  """Loads a MedMNIST flag, 'phantom', or a custom `.npz` path, fully checked.
+  """Loads a MedMNIST flag, 'phantom', a custom `.npz` path or a folder, fully checked.
 
   Args:
-    name: 'breastmnist' (any of `info.FLAGS`), 'phantom', or a path ending in .npz.
+    name: 'breastmnist' (any of `info.FLAGS`), 'phantom', a path ending in .npz,
+      or a folder with a labels.csv (see `salm_jax.data.folder`).
     size: MedMNIST image size, or the phantom's side.
     data_dir: folder of MedMNIST files.
     download: fetch a missing MedMNIST file from its official URL.
     phantom: phantom options (dict or ConfigDict), over `default_phantom_config()`.
-    task, num_classes: override the task inferred for a custom npz.
+    task, num_classes: override the task inferred for a custom npz or folder.
 
   Raises:
     ValueError: unknown name or size, or a file that fails a check.
@@ -77,6 +81,11 @@ def load_dataset(name: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR,
     return phantom_lib.make_phantom(size=size, **opts)
   if name.endswith(".npz"):
     return load_custom(name, task=task, num_classes=num_classes)
+  if name not in info_lib.INFO and folder_lib.is_folder(name):  # a flag wins over a folder
+    return folder_lib.load_folder(name, task=task, num_classes=num_classes)
+  if os.sep in name or name.startswith("."):
+    raise ValueError(f"{name}: no such folder (a dataset path must be an existing folder with "
+                     "a labels.csv, or a file ending in .npz).")
   return load_medmnist(name, size=size, data_dir=data_dir, download=download)
 
 
@@ -113,11 +122,18 @@ def _check_medmnist_shape(path, splits, meta, size) -> None:
 
 def load_custom(path: str, *, task: str | None = None,
                 num_classes: int | None = None) -> Dataset:
-  """A user's npz in MedMNIST's layout; task and classes inferred unless given."""
+  """A user's npz in MedMNIST's layout; task and classes inferred unless given.
+
+  Flat (N,) labels are read as (N, 1) and remembered in `Dataset.layout`, so
+  the protected copy is written flat too.
+  """
   path = os.path.expanduser(path)
-  splits = npz_io.read_npz(path)
+  splits, flat = npz_io.read_npz_layout(path)
   inferred_task, inferred_n = npz_io.infer_task(splits)
   task = tasks.check_task(task) if task is not None else inferred_task
+  if flat and tasks.is_multilabel(task):
+    raise ValueError(f"{path}: labels are flat (N,), one label per image; the multi-label "
+                     "task needs (N, L) 0/1 labels.")
   if num_classes is None:
     num_classes = (splits["train"].labels.shape[1] if tasks.is_multilabel(task)
                    else inferred_n)
@@ -125,4 +141,5 @@ def load_custom(path: str, *, task: str | None = None,
   label_names = {str(i): str(i) for i in range(int(num_classes))}
   return Dataset(name=os.path.splitext(os.path.basename(path))[0], task=task,
                  num_classes=int(num_classes), label_names=label_names, splits=splits,
-                 source=os.path.abspath(path), source_md5=download_lib.md5_file(path))
+                 source=os.path.abspath(path), source_md5=download_lib.md5_file(path),
+                 layout=npz_io.layout(flat))

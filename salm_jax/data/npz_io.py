@@ -5,6 +5,11 @@ A MedMNIST file holds `{train,val,test}_{images,labels}`: uint8 images
 user's own file and a protected file all go through `read_npz`, so a bad file
 fails the same way wherever it comes from: a ValueError that names the file
 and the problem, before any training starts.
+
+Many re-saved copies (course repositories, Kaggle) store single-label classes
+flat, as (N,), with everything else identical. Those are read as (N, 1), and
+`write_npz(..., flat_labels=True)` writes them back flat, so a protected copy
+has the layout of its input.
 """
 from __future__ import annotations
 
@@ -23,14 +28,42 @@ KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
 
 def read_npz(path: str) -> dict[str, Split]:
   """Loads and checks the layout of a MedMNIST npz (not yet the label range)."""
+  return read_npz_layout(path)[0]
+
+
+def read_npz_layout(path: str) -> tuple[dict[str, Split], bool]:
+  """(splits with (N, L) labels, whether the file stores its labels flat as (N,))."""
   path = os.path.expanduser(path)
   arrays = _load_arrays(path)
   splits = {s: Split(images=arrays[f"{s}_images"], labels=arrays[f"{s}_labels"])
             for s in SPLITS}
   for s, split in splits.items():
     _check_split(path, s, split)
+  flat = _flat_label_splits(path, splits)
+  if flat:
+    splits = {s: Split(images=sp.images, labels=sp.labels.reshape(-1, 1))
+              for s, sp in splits.items()}
   _check_same_image_shape(path, splits)
-  return splits
+  return splits, flat
+
+
+def layout(flat_labels: bool) -> dict:
+  """`Dataset.layout` of an npz: {} for MedMNIST's (N, L) labels, else notes (N,)."""
+  return {"format": "npz", "label_shape": "(N,)"} if flat_labels else {}
+
+
+def has_flat_labels(dataset_layout: Mapping) -> bool:
+  return dict(dataset_layout or {}).get("label_shape") == "(N,)"
+
+
+def _flat_label_splits(path: str, splits: Mapping[str, Split]) -> bool:
+  """True if every split's labels are (N,), False if every split's are (N, L)."""
+  ndims = {s: split.labels.ndim for s, split in splits.items()}
+  if len(set(ndims.values())) != 1:
+    shapes = {s: split.labels.shape for s, split in splits.items()}
+    raise ValueError(f"{path}: label shapes mix flat (N,) and (N, L) between splits: "
+                     f"{shapes}; use one layout for every split.")
+  return ndims["train"] == 1
 
 
 def _load_arrays(path: str) -> dict[str, np.ndarray]:
@@ -62,8 +95,9 @@ def _check_split(path: str, s: str, split: Split) -> None:
   if labels.dtype.kind not in "iu":
     raise ValueError(f"{path}: {s}_labels has dtype {labels.dtype}; expected integer labels "
                      "(MedMNIST uses uint8).")
-  if labels.ndim != 2:
-    raise ValueError(f"{path}: {s}_labels has shape {labels.shape}; expected (N, L).")
+  if labels.ndim not in (1, 2):
+    raise ValueError(f"{path}: {s}_labels has shape {labels.shape}; expected (N, L), or "
+                     "(N,) for one label per image.")
   if len(images) != len(labels):
     raise ValueError(f"{path}: {s} has {len(images)} images but {len(labels)} labels.")
   if len(images) == 0:
@@ -111,10 +145,19 @@ def check_labels(path: str, splits: Mapping[str, Split], task: str, num_classes:
                        f"expected {expected} for task {task!r}.")
 
 
-def write_npz(path: str, splits: Mapping[str, Split]) -> None:
-  """Writes a MedMNIST-layout npz atomically (compressed, as MedMNIST's own files)."""
+def write_npz(path: str, splits: Mapping[str, Split], *, flat_labels: bool = False) -> None:
+  """Writes a MedMNIST-layout npz atomically (compressed, as MedMNIST's own files).
+
+  With `flat_labels`, the (N, 1) labels are written as (N,), as the file they
+  were read from stored them.
+  """
   arrays = {}
   for s in SPLITS:
+    labels = splits[s].labels
+    if flat_labels:
+      if labels.ndim != 2 or labels.shape[1] != 1:
+        raise ValueError(f"flat labels need one label column; {s} labels are {labels.shape}.")
+      labels = labels[:, 0]
     arrays[f"{s}_images"] = splits[s].images
-    arrays[f"{s}_labels"] = splits[s].labels
+    arrays[f"{s}_labels"] = labels
   atomic.save_npz(path, compressed=True, **arrays)

@@ -3,10 +3,14 @@
 The point of protecting data is to publish it, so the output must be an
 ordinary MedMNIST npz that `medmnist`'s loaders and training scripts read
 unchanged: same keys, uint8 images, the very same label arrays, unperturbed
-splits copied bit for bit. Beside it, `noise.npz` keeps the exact int8 noise
-(protected − clean) and the SALM masks, and `manifest.json` records how it was
-made and the MD5 of every file. The manifest is written last, so its presence
-means the run finished; `read_protected` refuses files that do not match it.
+splits copied bit for bit. Data that came in another layout goes back out in
+it: flat (N,) labels stay flat, and a folder of images (or DICOM files) with
+its labels.csv becomes a folder `<name>/` with the same file names (see
+`folder.py`); the manifest's `dataset.layout` says which. Beside the data,
+`noise.npz` keeps the exact int8 noise (protected − clean) and the SALM masks,
+and `manifest.json` records how it was made and the MD5 of every file. The
+manifest is written last, so its presence means the run finished;
+`read_protected` refuses files that do not match it.
 
 The noise lives in [−ε, ε] in float space; `quantize` turns it into uint8
 images whose every pixel stays within round(255·ε) of the clean one, which is
@@ -23,7 +27,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from salm_jax import atomic
+from salm_jax import tasks
+from salm_jax.data import folder as folder_lib
 from salm_jax.data import info as info_lib
+from salm_jax.data import labels_csv
 from salm_jax.data import npz_io
 from salm_jax.data.dataset import SPLITS, Dataset, Split
 from salm_jax.data.download import md5_file
@@ -97,16 +104,30 @@ def write_protected(out_dir: str, dataset: Dataset,
   fields = {k: _find_key(config, k) for k in _MANIFEST_KEYS}
   fields.update({k: v for k, v in _plain(extra or {}).items() if k in _MANIFEST_KEYS})
   noise = _check_and_diff(dataset, protected_images, masks, fields["epsilon"])
-  splits = {s: Split(images=protected_images.get(s, dataset.splits[s].images),
-                     labels=dataset.splits[s].labels) for s in SPLITS}
-  data_name = output_file_name(dataset)
-  npz_io.write_npz(os.path.join(out_dir, data_name), splits)
+  data = _write_data(out_dir, dataset, protected_images)
   atomic.save_npz(os.path.join(out_dir, NOISE_FILE), compressed=True,
                   **_noise_arrays(noise, masks))
-  manifest = _manifest(out_dir, dataset, data_name, sorted(protected_images), config, fields,
+  manifest = _manifest(out_dir, dataset, data, sorted(protected_images), config, fields,
                        split_stats, extra)
   atomic.write_json(manifest_path, manifest)
   return manifest
+
+
+def _write_data(out_dir, dataset, protected_images) -> dict:
+  """The protected data in its source's layout: {'name', 'md5', 'kind', 'layout'}."""
+  if dataset.layout.get("format") == folder_lib.FORMAT:
+    name, md5, layout = folder_lib.write_folder(out_dir, dataset, protected_images)
+    return {"name": name, "md5": md5, "kind": "folder", "layout": layout}
+  splits = {s: Split(images=protected_images.get(s, dataset.splits[s].images),
+                     labels=dataset.splits[s].labels) for s in SPLITS}
+  name = output_file_name(dataset)
+  flat = npz_io.has_flat_labels(dataset.layout)
+  npz_io.write_npz(os.path.join(out_dir, name), splits, flat_labels=flat)
+  layout = {"format": "npz", "label_shape": "(N,)" if flat else "(N, L)"}
+  if flat:
+    layout["note"] = "labels written flat as (N,), as the input file stored them"
+  return {"name": name, "md5": md5_file(os.path.join(out_dir, name)), "kind": "npz",
+          "layout": layout}
 
 
 def _check_and_diff(dataset, protected_images, masks, epsilon) -> dict[str, np.ndarray]:
@@ -147,9 +168,8 @@ def _noise_arrays(noise, masks) -> dict[str, np.ndarray]:
   return arrays
 
 
-def _manifest(out_dir, dataset, data_name, perturbed, config, fields, split_stats,
-              extra) -> dict:
-  files = {"data": {"name": data_name, "md5": md5_file(os.path.join(out_dir, data_name))},
+def _manifest(out_dir, dataset, data, perturbed, config, fields, split_stats, extra) -> dict:
+  files = {"data": {k: data[k] for k in ("name", "md5", "kind")},
            "noise": {"name": NOISE_FILE, "md5": md5_file(os.path.join(out_dir, NOISE_FILE))}}
   manifest = {
       "format": FORMAT,
@@ -159,7 +179,8 @@ def _manifest(out_dir, dataset, data_name, perturbed, config, fields, split_stat
                   "num_classes": int(dataset.num_classes),
                   "label_names": dict(dataset.label_names),
                   "image_size": dataset.image_size, "channels": dataset.channels,
-                  "source": dataset.source, "source_md5": dataset.source_md5},
+                  "source": dataset.source, "source_md5": dataset.source_md5,
+                  "layout": data["layout"]},
       "perturbed_splits": list(perturbed),
       "linf_bound_uint8": None if fields["epsilon"] is None else linf_bound(fields["epsilon"]),
       "config": config,
@@ -182,18 +203,39 @@ def read_protected(out_dir: str) -> tuple[Dataset, dict]:
                        "which is missing.")
   for entry in manifest["files"].values():
     path = os.path.join(out_dir, entry["name"])
-    got = md5_file(path)
+    got = folder_lib.folder_digest(path) if os.path.isdir(path) else md5_file(path)
     if got != entry["md5"]:
       raise ValueError(f"{path}: MD5 {got} does not match the manifest's {entry['md5']}; "
                        "the file was changed after protection.")
   meta = manifest["dataset"]
   path = os.path.join(out_dir, manifest["files"]["data"]["name"])
-  splits = npz_io.read_npz(path)
-  npz_io.check_labels(path, splits, meta["task"], meta["num_classes"])
+  if os.path.isdir(path):
+    loaded = folder_lib.load_folder(path, task=meta["task"], num_classes=meta["num_classes"],
+                                    value_range=(meta.get("layout") or {}).get("value_range"))
+    splits, layout = loaded.splits, loaded.layout
+  else:
+    splits, flat = npz_io.read_npz_layout(path)
+    npz_io.check_labels(path, splits, meta["task"], meta["num_classes"])
+    layout = npz_io.layout(flat)
   dataset = Dataset(name=meta["name"], task=meta["task"], num_classes=meta["num_classes"],
                     label_names=meta["label_names"], splits=splits, source=path,
-                    source_md5=manifest["files"]["data"]["md5"])
+                    source_md5=manifest["files"]["data"]["md5"], layout=layout)
   return dataset, manifest
+
+
+def read_split_labels(out_dir: str, split: str) -> np.ndarray:
+  """(N, L) labels of one split of a protected dataset, without reading its images."""
+  out_dir = os.path.expanduser(out_dir)
+  manifest = _read_manifest(out_dir)
+  path = os.path.join(out_dir, manifest["files"]["data"]["name"])
+  task = manifest["dataset"]["task"]
+  if os.path.isdir(path):
+    rows = labels_csv.read_rows(path)
+    labels, _ = labels_csv.label_indices(path, rows)
+    assigned, _ = labels_csv.assign_splits(path, rows)
+    return labels[[i for i, s in enumerate(assigned) if s == split]]
+  with np.load(path, allow_pickle=False) as z:
+    return tasks.label_matrix(z[f"{split}_labels"], task)
 
 
 def _read_manifest(out_dir: str) -> dict:

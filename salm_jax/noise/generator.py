@@ -210,7 +210,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
     on_round: called with each round's metrics (e.g. a TensorBoard writer).
   """
   noise = config.noise
-  labels = np.asarray(labels)
+  labels = tasks.label_matrix(np.asarray(labels), task)
   validate(noise, images, labels, task, num_classes)
   mesh = mesh if mesh is not None else sharding.data_mesh()
   sur, state = surrogate_lib.create(config.surrogate, task=task, num_classes=num_classes,

@@ -99,6 +99,7 @@ def masked_pgd(logits_fn, images, labels, delta, *, mask_ratio: float = 0.2,
   check_fixed_mask(mask_schedule, fixed_mask)
   saliency_lib.check_reduce(saliency_reduce)
   tasks.check_task(task)
+  labels = tasks.label_matrix(labels, task)
   if images.ndim != 4 or delta.ndim != 4 or delta.shape[1:] != images.shape[1:] or (
       groups is None and delta.shape != images.shape):
     raise ValueError(f"images must be (B, H, W, C) and delta {'(G' if groups is not None else '(B'}"

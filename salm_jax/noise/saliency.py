@@ -55,6 +55,7 @@ def pixel_saliency(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array,
     task: MedMNIST task type; picks softmax CE or sigmoid BCE.
     reduce: 'sum' (default), 'max' or 'l2' over channels.
   """
+  labels = tasks.label_matrix(labels, task)
   if delta is None:
     delta = jnp.zeros_like(images)
   _, grad = input_gradient(logits_fn, images, labels, delta, task)
