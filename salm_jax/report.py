@@ -110,7 +110,8 @@ def _images_section(workdir: str, manifest: dict, fig_dir: str) -> list[Block]:
     preview = {k: z[k] for k in z.files}
   figures.plot_preview(preview, os.path.join(fig_dir, "preview.png"),
                        label_names=manifest.get("dataset", {}).get("label_names"),
-                       epsilon_uint8=manifest.get("linf_bound_uint8"))
+                       epsilon_uint8=manifest.get("linf_bound_uint8"),
+                       method=manifest.get("method", "salm"))
   return [("h", 2, "Images"),
           ("fig", f"{FIGURES}/preview.png",
            "First examples of the protected split. Rows: clean image; saliency |∇ loss| of the "

@@ -69,7 +69,7 @@ def read_support(protected_dir: str, splits, images: np.ndarray) -> np.ndarray:
   support, clean = np.concatenate(support), np.concatenate(clean)
   if clean.shape != images.shape:
     raise ValueError(f"noise.random.support_from={protected_dir}: its {'+'.join(splits)} "
-                     f"images are {clean.shape[:1] + clean.shape[1:]} (N, H, W, C), the dataset "
+                     f"images are {clean.shape} (N, H, W, C), the dataset "
                      f"being protected {images.shape}; it was made from another dataset.")
   if not np.array_equal(clean, np.rint(images.astype(np.float64) * 255.0)):
     raise ValueError(f"noise.random.support_from={protected_dir}: its clean images (protected − "
