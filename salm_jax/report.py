@@ -116,8 +116,8 @@ def _images_section(workdir: str, manifest: dict, fig_dir: str) -> list[Block]:
           ("fig", f"{FIGURES}/preview.png",
            "First examples of the protected split. Rows: clean image; saliency |∇ loss| of the "
            "final surrogate (per image, scaled to its max; blank for model-free baselines); the "
-           "mask of pixels the noise was allowed to change; the noise (protected − clean, in 8-bit levels, amplified to the full "
-           "colour range ±ε); the protected image.")]
+           "mask of pixels the noise was allowed to change; the noise (protected − clean, in "
+           "8-bit levels, amplified to the full colour range ±ε); the protected image.")]
 
 
 def _generator_section(workdir: str, fig_dir: str) -> list[Block]:
