@@ -17,7 +17,7 @@ evaluate in under a minute on 2 cores; ':breastmnist' in under 15 minutes.
 import ml_collections
 
 from salm_jax import data, evaluation
-from salm_jax.noise import generator, surrogate
+from salm_jax.noise import generator, ops, random_noise, surrogate
 
 
 def parse_arg(arg: str) -> tuple[str, str, int]:
@@ -41,6 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.dataset = data.default_config()
   config.noise = generator.default_config()
+  config.noise.method = "salm"        # salm (EM: configs/em.py), ops, random: noise/methods.py
+  config.noise.ops = ops.default_config()                    # used by method='ops'
+  config.noise.random = random_noise.default_config()        # used by method='random'
   config.surrogate = surrogate.default_config()
   config.evaluation = evaluation.default_config()
   config.sweep = ml_collections.ConfigDict(dict(

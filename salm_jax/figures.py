@@ -77,8 +77,12 @@ def _check_preview(preview: Mapping[str, np.ndarray]) -> int:
 
 def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
                  label_names: Mapping[str, str] | None = None,
-                 epsilon_uint8: int | None = None, max_images: int = 8) -> str:
+                 epsilon_uint8: int | None = None, max_images: int = 8,
+                 method: str = "salm") -> str:
   """Rows clean / saliency / mask / noise / protected, one column per example.
+
+  `method` other than 'salm' names a model-free baseline in the title (its
+  saliency row is blank and its mask is the noise's support, not PGD's).
 
   The noise row is amplified to the full colour range: ±`epsilon_uint8` (the
   L∞ budget in 8-bit levels; the largest |noise| when not given) maps to the
@@ -111,7 +115,8 @@ def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
   for ax in axes.flat:  # keep the frames: an all-white mask or noise-free image stays visible
     ax.set_xticks([])
     ax.set_yticks([])
-  row_names = ("clean", "saliency\n|∇ loss|", "mask\n(PGD support)",
+  row_names = ("clean", "saliency\n|∇ loss|",
+               "mask\n(PGD support)" if method == "salm" else "mask\n(noise support)",
                f"noise\n(±{bound:g}/255)", "protected")
   for i, name in enumerate(row_names):
     axes[i, 0].set_ylabel(name, fontsize=9)
@@ -119,7 +124,9 @@ def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
     cax = axes[3, -1].inset_axes([1.06, 0.0, 0.07, 1.0])
     cbar = fig.colorbar(noise_im, cax=cax)
     cbar.ax.tick_params(labelsize=7)
-  fig.suptitle("Clean images, surrogate saliency, SALM mask, noise and protected images",
+  fig.suptitle("Clean images, surrogate saliency, SALM mask, noise and protected images"
+               if method == "salm" else
+               f"Clean images, support, noise and protected images: baseline {method!r}",
                fontsize=10)
   return save(fig, path)
 

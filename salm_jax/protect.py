@@ -4,7 +4,9 @@ This is what `launch/protect.py` (and `salm-protect`) runs. The noise is made
 once for the union of the configured splits (default: train only); the other
 splits are copied bit for bit. The output is a MedMNIST-format npz plus
 `noise.npz` and `manifest.json` (see `salm_jax.data.protected`), and a small
-`preview.npz` of examples for the report.
+`preview.npz` of examples for the report. The noise comes from
+`config.noise.method` (`salm_jax.noise.methods`): SALM/EM or a baseline, all
+written, measured and bounded the same way, each under its own L∞ bound.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from salm_jax import run_log
 from salm_jax import workdir as wd
 from salm_jax.evaluation import utility
 from salm_jax.noise import budget
-from salm_jax.noise import generator
+from salm_jax.noise import methods
 from salm_jax.noise import saliency as saliency_lib
 
 PREVIEW_COUNT = 8
@@ -43,22 +45,25 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   splits = _check_splits(config.noise.splits, dataset)
   images = np.concatenate([data_lib.as_float(dataset.splits[s].images) for s in splits])
   labels = np.concatenate([dataset.splits[s].labels for s in splits])
-  logging.info("Protecting %s (%s, %d images of %dpx, splits %s), mask ratio %s, ε = %.4f.",
-               dataset.name, dataset.task, len(images), dataset.image_size, ",".join(splits),
-               config.noise.mask_ratio, config.noise.epsilon)
+  epsilon = methods.linf_bound(config)
+  logging.info("Protecting %s (%s, %d images of %dpx, splits %s) with %s, mask ratio %s, "
+               "ε = %.4f.", dataset.name, dataset.task, len(images), dataset.image_size,
+               ",".join(splits), methods.method_name(config), config.noise.mask_ratio, epsilon)
+  on_round = _tensorboard(config, workdir)  # before the clock: importing a writer takes seconds
   start = time.time()
-  result = generator.generate(
+  result = methods.generate_noise(
       config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
       checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS), metrics_path=wd.path(workdir, wd.METRICS),
-      progress=progress, on_round=_tensorboard(config, workdir))
+      progress=progress, on_round=on_round)
   seconds = time.time() - start
   if jax.process_index() != 0:
     return {}
-  protected, masks = _split_back(dataset, splits, result, config.noise.epsilon)
+  protected, masks = _split_back(dataset, splits, result, epsilon)
   stats = {s: utility.image_stats(dataset.splits[s].images, protected[s]) for s in splits}
   extra = {"rounds": result.rounds, "stopped_early": result.stopped_early,
-           "final_surrogate_accuracy": result.history[-1]["accuracy"],
-           "generator_seconds": seconds, "surrogate": config.surrogate.model}
+           "final_surrogate_accuracy": result.history[-1]["accuracy"] if result.history
+                                       else None,
+           "generator_seconds": seconds, **methods.manifest_fields(config, result)}
   manifest = data_lib.write_protected(
       wd.path(workdir, wd.PROTECTED), dataset, protected, masks, config=wd.config_dict(config),
       split_stats=stats, extra=extra, overwrite=True)
@@ -89,11 +94,17 @@ def _split_back(dataset, splits, result, epsilon):
 
 
 def _write_preview(workdir, dataset, split, protected, masks, result, config) -> None:
-  """The first examples with the final surrogate's saliency on the clean images."""
+  """The first examples with the final surrogate's saliency on the clean images.
+
+  A model-free method has no surrogate: its saliency is all zeros.
+  """
   clean = dataset.splits[split].images[:PREVIEW_COUNT]
   labels = dataset.splits[split].labels[:PREVIEW_COUNT]
-  sal = _preview_saliency(result.surrogate, config.noise.saliency_reduce)(
-      result.surrogate_state, data_lib.as_float(clean), labels)
+  if result.surrogate is None:
+    sal = np.zeros(clean.shape[:3], np.float32)
+  else:
+    sal = _preview_saliency(result.surrogate, config.noise.saliency_reduce)(
+        result.surrogate_state, data_lib.as_float(clean), labels)
   noise = protected[:PREVIEW_COUNT].astype(np.int16) - clean.astype(np.int16)
   atomic.save_npz(wd.path(workdir, wd.PREVIEW), clean=clean, protected=protected[:PREVIEW_COUNT],
                   noise=noise.astype(np.int8), mask=masks[:PREVIEW_COUNT],

@@ -69,14 +69,20 @@ def _fmt(x: Any, digits: int = 3) -> str:
 
 def _summary_section(manifest: dict) -> list[Block]:
   ds = manifest.get("dataset", {})
-  blocks: list[Block] = [("h", 1, f"SALM protection report: {ds.get('name', '?')}")]
+  method = manifest.get("method", "salm")  # manifests written before baselines existed: SALM
+  title = ("SALM protection report" if method == "salm"
+           else f"Protection report, baseline {method!r}")
+  blocks: list[Block] = [("h", 1, f"{title}: {ds.get('name', '?')}")]
   blocks.append(("p", f"Dataset {ds.get('name')} ({ds.get('task')}, {ds.get('num_classes')} "
                       f"classes, {ds.get('image_size')}px, {ds.get('channels')} channel(s)); "
                       f"source: {ds.get('source')}."))
-  facts = [("perturbed splits", ", ".join(manifest.get("perturbed_splits", []))),
+  ratio = ("mask ratio (salient pixels per PGD step)" if method == "salm"
+           else "mask ratio (fraction of pixels the noise may touch)")
+  facts = [("noise method", method),
+           ("perturbed splits", ", ".join(manifest.get("perturbed_splits", []))),
            ("epsilon (L∞)", f"{_fmt(manifest.get('epsilon'), 4)} = "
                             f"{manifest.get('linf_bound_uint8')}/255"),
-           ("mask ratio (salient pixels per PGD step)", _fmt(manifest.get("mask_ratio"))),
+           (ratio, _fmt(manifest.get("mask_ratio"))),
            ("surrogate", manifest.get("surrogate")),
            ("generator rounds", manifest.get("rounds")),
            ("final surrogate accuracy on x+δ", _fmt(manifest.get("final_surrogate_accuracy"))),
@@ -104,13 +110,14 @@ def _images_section(workdir: str, manifest: dict, fig_dir: str) -> list[Block]:
     preview = {k: z[k] for k in z.files}
   figures.plot_preview(preview, os.path.join(fig_dir, "preview.png"),
                        label_names=manifest.get("dataset", {}).get("label_names"),
-                       epsilon_uint8=manifest.get("linf_bound_uint8"))
+                       epsilon_uint8=manifest.get("linf_bound_uint8"),
+                       method=manifest.get("method", "salm"))
   return [("h", 2, "Images"),
           ("fig", f"{FIGURES}/preview.png",
            "First examples of the protected split. Rows: clean image; saliency |∇ loss| of the "
-           "final surrogate (per image, scaled to its max); the mask of pixels PGD was allowed "
-           "to change; the noise (protected − clean, in 8-bit levels, amplified to the full "
-           "colour range ±ε); the protected image.")]
+           "final surrogate (per image, scaled to its max; blank for model-free baselines); the "
+           "mask of pixels the noise was allowed to change; the noise (protected − clean, in "
+           "8-bit levels, amplified to the full colour range ±ε); the protected image.")]
 
 
 def _generator_section(workdir: str, fig_dir: str) -> list[Block]:

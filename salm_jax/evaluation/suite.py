@@ -221,6 +221,7 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str, *,
   results = evaluate_datasets(clean, protected, cfg, key=jax.random.key(cfg.seed),
                               progress=progress)
   results["protection"] = json_safe({k: manifest.get(k) for k in
-                                     ("epsilon", "mask_ratio", "seed", "surrogate")})
+                                     ("method", "epsilon", "mask_ratio", "seed",
+                                                     "surrogate")})
   write_results(results, workdir_lib.path(workdir, workdir_lib.EVALUATION))
   return results

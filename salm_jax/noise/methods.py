@@ -1,0 +1,137 @@
+"""Which noise a run makes: `config.noise.method`, one of `METHODS`.
+
+SALM must be compared with baselines in the same pipeline (same data,
+quantization, files, victims and report), so every method returns the same
+`generator.GeneratorResult` and `protect` calls `generate_noise` whatever the
+method. Each baseline lives in its own module; none is a branch inside SALM's
+generator:
+
+  salm     `generator.generate`: SALM; EM is mask_ratio = 1 (configs/em.py)
+  ops      `ops.py`: One-Pixel Shortcut (Wu et al., ICLR 2023), model-free
+  random   `random_noise.py`: random ±ε signs on SALM's (or a random) support
+
+Model-free methods make their noise in one pass: they train no surrogate
+(`surrogate`, `surrogate_state` are None), write no checkpoints and no
+per-round metrics (`history` is empty, `rounds` 0).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+
+from salm_jax import tasks
+from salm_jax.noise import generator
+from salm_jax.noise import ops
+from salm_jax.noise import random_noise
+
+DEFAULT = "salm"
+
+
+@dataclasses.dataclass
+class ModelFreeResult(generator.GeneratorResult):
+  """A baseline's result: no surrogate, no rounds, plus what the manifest should record."""
+  details: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """How a method makes noise, and the L∞ bound its noise obeys (float pixel units)."""
+  generate: Callable[..., generator.GeneratorResult]
+  linf_bound: Callable[[ml_collections.ConfigDict], float]
+  model_free: bool
+
+
+def _salm(config, images, labels, **kwargs) -> generator.GeneratorResult:
+  return generator.generate(config, images, labels, **kwargs)
+
+
+def _model_free(make_noise) -> Callable[..., ModelFreeResult]:
+  """Wraps `make_noise(config, images, labels, task=, num_classes=) -> (delta, masks, details)`.
+
+  The generator's other arguments (checkpoints, metrics, progress, mesh,
+  per-round callback) have nothing to act on in a one-pass method.
+  """
+  def generate(config, images, labels, *, task, num_classes, **_unused) -> ModelFreeResult:
+    labels = np.asarray(labels)
+    check_inputs(images, labels, task, num_classes)
+    delta, masks, details = make_noise(config, images, labels, task=task,
+                                       num_classes=num_classes)
+    return ModelFreeResult(delta=delta, masks=masks, history=[], rounds=0, stopped_early=False,
+                           surrogate=None, surrogate_state=None, details=details)
+  return generate
+
+
+METHODS: dict[str, Method] = {
+    "salm": Method(_salm, lambda config: float(config.noise.epsilon), model_free=False),
+    "ops": Method(_model_free(ops.make_noise),
+                  lambda config: float(config.noise.get("ops", ops.default_config()).epsilon),
+                  model_free=True),
+    "random": Method(_model_free(random_noise.make_noise),
+                     lambda config: float(config.noise.epsilon), model_free=True),
+}
+
+
+def method_name(config: ml_collections.ConfigDict) -> str:
+  """`config.noise.method` (configs without the field are SALM runs)."""
+  return config.noise.get("method", DEFAULT)
+
+
+def get(name: str) -> Method:
+  if name not in METHODS:
+    raise ValueError(f"Unknown noise.method {name!r}; expected one of {sorted(METHODS)}.")
+  return METHODS[name]
+
+
+def linf_bound(config: ml_collections.ConfigDict) -> float:
+  """The method's own L∞ bound: what quantization enforces and the manifest states as ε.
+
+  SALM and the random control obey `noise.epsilon`; OPS sets pixels to 0 or 1
+  and obeys `noise.ops.epsilon` (1.0 by default), not `noise.epsilon`.
+  """
+  return get(method_name(config)).linf_bound(config)
+
+
+def generate_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
+                   *, task: str, num_classes: int, checkpoint_dir: str | None = None,
+                   metrics_path: str | None = None, progress: bool = True, mesh=None,
+                   on_round: Callable[[dict], None] | None = None) -> generator.GeneratorResult:
+  """Noise for `images` by `config.noise.method`; arguments as `generator.generate`."""
+  method = get(method_name(config))
+  return method.generate(config, images, labels, task=task, num_classes=num_classes,
+                         checkpoint_dir=checkpoint_dir, metrics_path=metrics_path,
+                         progress=progress, mesh=mesh, on_round=on_round)
+
+
+def manifest_fields(config: ml_collections.ConfigDict,
+                    result: generator.GeneratorResult) -> dict[str, Any]:
+  """What the manifest records about the method: name, effective ε and mask ratio, surrogate.
+
+  For a baseline the mask ratio is the fraction of pixels its noise may
+  touch (its masks' mean), since `noise.mask_ratio` does not drive it.
+  """
+  name = method_name(config)
+  fields = {"method": name, "epsilon": linf_bound(config)}
+  if get(name).model_free:
+    fields.update(mask_ratio=float(np.mean(result.masks)), surrogate=None)
+  else:
+    fields["surrogate"] = config.surrogate.model
+  fields.update(getattr(result, "details", {}))
+  return fields
+
+
+def check_inputs(images: np.ndarray, labels: np.ndarray, task: str, num_classes: int) -> None:
+  """The generator's input checks that every method needs (SALM runs `generator.validate`)."""
+  tasks.check_task(task)
+  if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.float32:
+    raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got "
+                     f"{getattr(images, 'dtype', type(images))} {np.shape(images)}.")
+  if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+    raise ValueError("images must be finite and in [0, 1] (NaN/inf or out-of-range pixels).")
+  if labels.ndim != 2 or len(labels) != len(images):
+    raise ValueError(f"labels must be (N, L) with N = {len(images)}; got {labels.shape}.")
+  if not tasks.is_multilabel(task) and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, "
+                     f"{labels.max()}].")

@@ -1,0 +1,138 @@
+"""Random-sign noise on a sparse support: the control that isolates SALM's optimization.
+
+Why it is here: a victim may fail on SALM's data because the noise was
+*optimized* (error-minimizing), or merely because some pixels moved by ±ε.
+This control keeps everything but the optimization: the same budget ε, the
+same number of pixels, and, with `noise.random.support_from`, exactly the
+same pixels as a given SALM run, with signs drawn at random instead of by
+PGD. If it protects as well as SALM, the optimization is not what protects.
+
+- Support: `support_from` names a SALM run's protected folder; the support is
+  every pixel whose *written* int8 noise (`noise.npz`) is nonzero in any
+  channel, i.e. the real support of that run's file, not its masks. Empty: a
+  random support of ceil(mask_ratio·H·W) pixels per image (one per class in
+  class mode), like SALM's masks in size.
+- Signs: ±1 per pixel and channel from `PRNGKey(config.seed)`; one pattern per
+  image (`noise.mode='sample'`) or per class (`'class'`: every image of a class
+  gets the same signs, and with a random support the same support).
+- Magnitude: every support pixel moves by exactly ε. A sign that would push a
+  pixel out of [0, 1] (black background, saturated highlights) is flipped, so
+  the written support is the support asked for; a class pattern therefore
+  differs between images only where an image's own pixel forces the sign.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from salm_jax import tasks
+from salm_jax.data import protected as protected_lib
+from salm_jax.noise import masks as masks_lib
+
+MODES = ("sample", "class")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `config.noise.random` block."""
+  return ml_collections.ConfigDict(dict(
+      support_from="",   # a SALM run's protected/ folder: reuse its support ("" = random)
+  ))
+
+
+def read_support(protected_dir: str, splits, images: np.ndarray) -> np.ndarray:
+  """bool (N, H, W): pixels whose written noise is nonzero in any channel, splits concatenated.
+
+  Checks the run's files against its manifest (MD5), that it perturbed every
+  split in `splits`, and that its clean images (protected − noise) are
+  exactly `images`, so a support can never be laid over another dataset.
+  """
+  protected_dir = os.path.expanduser(protected_dir)
+  dataset, _ = protected_lib.read_protected(protected_dir)
+  noise = protected_lib.read_noise(protected_dir)
+  support, clean = [], []
+  for s in splits:
+    if s not in noise:
+      raise ValueError(f"noise.random.support_from={protected_dir}: its noise.npz holds splits "
+                       f"{sorted(noise)}, not {s!r} (noise.splits = {list(splits)}).")
+    diff = noise[s]["noise"].astype(np.int16)
+    prot = dataset.splits[s].images.astype(np.int16)
+    if diff.shape != prot.shape:
+      raise ValueError(f"{protected_dir}: noise of {s} has shape {diff.shape}, images "
+                       f"{prot.shape}.")
+    diff, prot = (a[..., None] if a.ndim == 3 else a for a in (diff, prot))
+    support.append((diff != 0).any(-1))
+    clean.append(prot - diff)
+  support, clean = np.concatenate(support), np.concatenate(clean)
+  if clean.shape != images.shape:
+    raise ValueError(f"noise.random.support_from={protected_dir}: its {'+'.join(splits)} "
+                     f"images are {clean.shape} (N, H, W, C), the dataset "
+                     f"being protected {images.shape}; it was made from another dataset.")
+  if not np.array_equal(clean, np.rint(images.astype(np.float64) * 255.0)):
+    raise ValueError(f"noise.random.support_from={protected_dir}: its clean images (protected − "
+                     "noise) differ from the images being protected; it was made from another "
+                     "dataset or dataset config.")
+  return support
+
+
+def random_support(key: jax.Array, num: int, height: int, width: int,
+                   mask_ratio: float) -> np.ndarray:
+  """bool (num, H, W) with exactly ceil(mask_ratio·H·W) uniformly random pixels each."""
+  k = masks_lib.num_kept(mask_ratio, height * width)
+  scores = jax.random.uniform(key, (num, height * width))
+  _, idx = jax.lax.top_k(scores, k)
+  support = jnp.zeros((num, height * width), bool).at[jnp.arange(num)[:, None], idx].set(True)
+  return np.asarray(support).reshape(num, height, width)
+
+
+def feasible_noise(images: np.ndarray, signs: np.ndarray, support: np.ndarray,
+                   epsilon: float) -> np.ndarray:
+  """δ = ±ε on the support (signs flipped where they would leave [0, 1]), 0 elsewhere.
+
+  Where neither direction fits a full ε (only possible for ε > 0.5), δ is
+  clipped so that x + δ stays in [0, 1].
+  """
+  x = images.astype(np.float64)
+  s = signs.astype(np.float64)
+  s = np.where(x + s * epsilon > 1.0, -1.0, np.where(x + s * epsilon < 0.0, 1.0, s))
+  delta = np.clip(x + s * epsilon, 0.0, 1.0) - x
+  return np.where(support[..., None], delta, 0.0).astype(np.float32)
+
+
+def check_config(noise, task: str) -> None:
+  if noise.mode not in MODES:
+    raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
+  if noise.mode == "class" and tasks.is_multilabel(task):
+    raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
+                     "none. Use noise.mode='sample'.")
+  if protected_lib.linf_bound(noise.epsilon) < 1:
+    raise ValueError(f"noise.epsilon = {noise.epsilon} rounds to 0 uint8 levels: the random "
+                     "control would change nothing. Use ε ≥ 0.5/255.")
+  masks_lib.check_ratio(noise.mask_ratio)
+
+
+def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
+               task: str, num_classes: int) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Random-sign noise for `images` (float32 NHWC in [0, 1]): (delta, masks, details)."""
+  noise = config.noise
+  check_config(noise, task)
+  support_from = noise.get("random", default_config()).support_from
+  n, h, w, c = images.shape
+  key = jax.random.PRNGKey(config.seed)
+  groups = np.asarray(labels)[:, 0].astype(np.int64) if noise.mode == "class" else None
+  num = num_classes if groups is not None else n
+  expand = (lambda a: a[groups]) if groups is not None else (lambda a: a)
+  if support_from:
+    splits = [noise.splits] if isinstance(noise.splits, str) else list(noise.splits)
+    support = read_support(support_from, splits, images)
+  else:
+    support = expand(random_support(jax.random.fold_in(key, 0), num, h, w, noise.mask_ratio))
+  signs = np.asarray(jax.random.rademacher(jax.random.fold_in(key, 1), (num, h, w, c),
+                                           dtype=jnp.float32))
+  delta = feasible_noise(images, expand(signs), support, float(noise.epsilon))
+  details = {"random": {"support_from": os.path.abspath(support_from) if support_from else None,
+                        "mode": noise.mode}}
+  return delta, support, details
