@@ -39,19 +39,32 @@ _DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "
 # name -> (config module under configs/, overrides). 'clean' trains victims on the
 # clean data. '{seed_dir:NAME}' in a value is the workdir of variant NAME at the same
 # seed (the random control reads the support of the SALM run it controls).
+_OLD_SALM = {"noise.mask_schedule": "step", "noise.support": "union", "noise.mask_ratio": 0.2,
+             "noise.mode": "sample", "noise.mask_sharing": "image", "noise.init": "auto",
+             "noise.pretrain_steps": 0}
+_CLASS_SALM = {"noise.mode": "class", "noise.mask_schedule": "fixed", "noise.support": "strict",
+               "noise.mask_ratio": 0.1, "noise.init": "sign", "noise.pretrain_steps": 40}
 VARIANTS: dict[str, tuple[str, dict] | None] = {
     "clean": None,
     "em": ("em", {}),
-    "salm_v0": ("salm", {"noise.mask_schedule": "step", "noise.support": "union",
-                         "noise.mask_ratio": 0.2, "noise.mode": "sample",
-                         "noise.mask_sharing": "image", "noise.init": "auto",
-                         "noise.pretrain_steps": 0}),
-    "salm_strict": ("salm", {"noise.mask_schedule": "step", "noise.support": "strict",
-                             "noise.mask_ratio": 0.1, "noise.mode": "sample",
-                             "noise.mask_sharing": "image", "noise.init": "auto",
-                             "noise.pretrain_steps": 0}),
-    "salm_class": ("salm", {}),  # the default SALM config
-    "random_class": ("random_noise", {"noise.random.support_from": "{seed_dir:salm_class}"}),
+    # SALM as shipped before issue 9: per-step masks, union support, ratio 0.2.
+    "salm_v0": ("salm", _OLD_SALM),
+    "salm_strict": ("salm", {**_OLD_SALM, "noise.support": "strict", "noise.mask_ratio": 0.1}),
+    # Class-wise SALM: one δ per class on a class-shared top-10% support chosen once
+    # by a surrogate pretrained on the clean images, started at ±ε, then min-min.
+    "salm_class": ("salm", _CLASS_SALM),
+    "salm_class_cnn": ("salm", {**_CLASS_SALM, "surrogate.model": "small_cnn"}),
+    "salm_class_zero": ("salm", {**_CLASS_SALM, "noise.init": "zeros"}),
+    # Sample-wise noise on a class-shared support.
+    "salm_sample_cmask": ("salm", {**_CLASS_SALM, "noise.mode": "sample",
+                                   "noise.mask_sharing": "class", "noise.init": "zeros"}),
+    # Equal PSNR (40 dB), a quarter of the pixels: ε = 16.1/255 on 2.5%.
+    "salm_class_psnr": ("salm", {**_CLASS_SALM, "noise.mask_ratio": 0.025,
+                                 "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+    # Controls: random ±ε signs, one pattern per class, on salm_class's own support;
+    # OPS (model-free one-pixel shortcut, unbounded L∞).
+    "random_class": ("random_noise", {"noise.mode": "class",
+                                      "noise.random.support_from": "{seed_dir:salm_class}"}),
     "ops": ("ops", {}),
 }
 
@@ -121,6 +134,9 @@ def main(argv):
   unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
   if unknown:
     raise app.UsageError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+  jax.config.update("jax_compilation_cache_dir", os.environ.get(  # as launch/common.py
+      "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/salm_jax/jax")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   rows = wd.read_json(_JSON_OUT.value)["rows"] if os.path.exists(_JSON_OUT.value) else []
   done = {(r["variant"], r["seed"], r["arch"]) for r in rows}
   for seed in (int(s) for s in _SEEDS.value):  # seeds outermost: a cut-short run has seed 0
