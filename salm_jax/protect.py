@@ -19,6 +19,7 @@ from absl import logging
 from salm_jax import atomic
 from salm_jax import data as data_lib
 from salm_jax import run_log
+from salm_jax import terminal
 from salm_jax import workdir as wd
 from salm_jax.evaluation import utility
 from salm_jax.noise import generator
@@ -45,10 +46,15 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
                dataset.name, dataset.task, len(images), dataset.image_size, ",".join(splits),
                config.noise.mask_ratio, config.noise.epsilon)
   start = time.time()
-  result = generator.generate(
-      config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
-      checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS), metrics_path=wd.path(workdir, wd.METRICS),
-      progress=progress, on_round=_tensorboard(config, workdir))
+  bar = terminal.RoundsBar(config.noise.max_rounds, progress and jax.process_index() == 0)
+  try:
+    result = generator.generate(
+        config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
+        checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS),
+        metrics_path=wd.path(workdir, wd.METRICS),
+        progress=progress, on_round=run_log.chain(_tensorboard(config, workdir), bar))
+  finally:
+    bar.close()
   seconds = time.time() - start
   if jax.process_index() != 0:
     return {}
