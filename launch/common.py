@@ -56,16 +56,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   sys.argv = argv  # ml_collections reads the --config.* overrides from sys.argv
   try:
     rest = flags.FLAGS(argv)
-    CONFIG.value.get("seed")  # ml_collections defers a config file's load error to first use
-    return rest
   except flags.Error as e:
     errors.exit_with(_flag_error(e))
-  except OSError as e:
-    if errors.wants_traceback():
-      raise
-    errors.exit_with(f"error: --config: cannot load the config file: {_last_line(e)}")
   except (AttributeError, KeyError) as e:  # ml_collections: an override names no field
-    overrides = [a for a in argv if _OVERRIDE.match(a)]
+    overrides = [a.split("=", 1)[0] for a in argv if _OVERRIDE.match(a)]
     if not overrides or errors.wants_traceback():
       raise
     errors.exit_with(_unknown_field(overrides, e))
@@ -73,7 +67,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     if not errors.is_user_error(e) or errors.wants_traceback():
       raise
     errors.exit_with(errors.one_line(e))
-  raise AssertionError("unreachable")
+  try:
+    CONFIG.value.get("seed")  # ml_collections defers a config file's load error to first use
+  except OSError as e:
+    if errors.wants_traceback():
+      raise
+    errors.exit_with(f"error: --config: cannot load the config file: {_last_line(e)}")
+  return rest
 
 
 def _last_line(exc: BaseException) -> str:
@@ -96,17 +96,13 @@ def _flag_error(exc: BaseException) -> str:
 
 
 def _unknown_field(overrides: list[str], exc: BaseException) -> str:
-  """One line naming the override whose field the config lacks (ml_collections says which)."""
-  text = str(exc)
-  names = re.findall(r"'(\w+)'", text)
-  field = names[0] if names else None
-  flags_given = [a.split("=", 1)[0] for a in overrides]
-  guilty = [f for f in flags_given if field in f.split(".")] or flags_given
-  message = f"error: {guilty[0]}: the config has no field {field!r}" if field else \
-      f"error: {guilty[0]}: not a field of the config"
+  """One line naming the override whose field the config lacks (ml_collections quotes it)."""
+  text = str(exc).replace('\\"', '"').replace("\\'", "'")
+  guilty = [o for o in overrides if any(f"'{part}'" in text for part in o.split(".")[1:])]
+  message = f"error: {', '.join(guilty or overrides)}: the config has no such field"
   did_you_mean = re.search(r"Did you mean [^?]*\?", text)
   if did_you_mean:
-    message += f". {did_you_mean.group(0)}".replace('\\"', '"')
+    message += f". {did_you_mean.group(0)}"
   return message + " (the config file lists the fields)"
 
 

@@ -124,7 +124,7 @@ def _bad_files(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--config.noise.nosuchfield=1"], "--config.noise.nosuchfield: the config has no field"),
+    (["--config.noise.nosuchfield=1"], "--config.noise.nosuchfield: the config has no such field"),
     (["--config.dataset.name=nosuchdata"], "Unknown MedMNIST dataset 'nosuchdata'"),
     (["--config.dataset.name={not_npz}"], "cannot read as a MedMNIST npz"),
     (["--config.dataset.name={wrong_keys}"], "missing keys"),

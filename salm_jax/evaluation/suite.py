@@ -236,7 +236,8 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str, *,
   if config.get("tensorboard", True) and jax.process_index() == 0:
     tensorboard_dir = workdir_lib.path(workdir, workdir_lib.EVALUATION, "tensorboard")
   results = evaluate_datasets(clean, protected, cfg, key=jax.random.key(cfg.seed),
-                              progress=progress, tensorboard_dir=tensorboard_dir)
+                              progress=progress and jax.process_index() == 0,
+                              tensorboard_dir=tensorboard_dir)
   results["protection"] = json_safe({k: manifest.get(k) for k in
                                      ("epsilon", "mask_ratio", "seed", "surrogate")})
   write_results(results, workdir_lib.path(workdir, workdir_lib.EVALUATION))
