@@ -6,7 +6,8 @@ our validator wrote, not forty lines of stack. A bug needs the stack. The
 line between them is drawn narrowly, so that no bug is hidden:
 
 - a path error (FileExistsError, FileNotFoundError, NotADirectoryError,
-  IsADirectoryError, PermissionError): names a path the person gave;
+  IsADirectoryError, PermissionError): almost always a workdir, data file or
+  config file the person named, and its message names the path;
 - a ValueError or TypeError raised by a `raise` statement in our own code
   (salm_jax/, launch/, configs/): our validators. The same types raised
   inside numpy, JAX or Python itself (a shape mismatch, a wrong call) are bugs.
