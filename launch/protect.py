@@ -2,10 +2,9 @@
 
   python -m launch.protect --config=configs/salm.py:synthetic --workdir=runs/demo
 """
-from absl import app
-
 from launch import common
 from salm_jax import protect as protect_lib
+from salm_jax import terminal
 from salm_jax import workdir as wd
 
 
@@ -15,11 +14,12 @@ def main(argv):
   manifest = protect_lib.protect(common.CONFIG.value, common.WORKDIR.value,
                                  overwrite=common.OVERWRITE.value, progress=common.PROGRESS.value)
   if manifest:
-    print(f"Protected dataset: {wd.path(common.WORKDIR.value, wd.PROTECTED, manifest['files']['data']['name'])}")
+    print("Protected dataset: " + terminal.display_path(
+        wd.path(common.WORKDIR.value, wd.PROTECTED, manifest["files"]["data"]["name"])))
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

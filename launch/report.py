@@ -6,20 +6,19 @@ The report is drawn from what the workdir holds (protected/, metrics.jsonl,
 preview.npz, evaluation/, sweep/); --config is accepted so every entry point
 takes the same flags, but the report shows the config saved with the run.
 """
-from absl import app
-
 from launch import common
 from salm_jax import report
+from salm_jax import terminal
 
 
 def main(argv):
   del argv
   common.setup()
-  print(f"Report: {report.build_report(common.WORKDIR.value)}")
+  print(f"Report: {terminal.display_path(report.build_report(common.WORKDIR.value))}")
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

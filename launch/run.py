@@ -3,8 +3,6 @@
   python -m launch.run --workdir=runs/demo        # built-in phantom data, ~1 min on 2 CPU cores
   python -m launch.run --config=configs/salm.py:breastmnist --workdir=runs/breast
 """
-from absl import app
-
 from launch import common
 from salm_jax import pipeline
 
@@ -18,7 +16,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

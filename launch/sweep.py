@@ -3,10 +3,9 @@
   python -m launch.sweep --config=configs/salm.py:synthetic --workdir=runs/ratio \
       --config.sweep.grid='(0.05, 0.1, 0.5, 1.0)'
 """
-from absl import app
-
 from launch import common
 from salm_jax import sweep
+from salm_jax import terminal
 from salm_jax import workdir as wd
 
 
@@ -15,11 +14,12 @@ def main(argv):
   common.setup()
   sweep.run_sweep(common.CONFIG.value, common.WORKDIR.value, overwrite=common.OVERWRITE.value,
                   progress=common.PROGRESS.value)
-  print(f"Sweep table: {wd.path(common.WORKDIR.value, wd.SWEEP, 'table.md')}")
+  print("Sweep table: "
+        + terminal.display_path(wd.path(common.WORKDIR.value, wd.SWEEP, "table.md")))
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == "__main__":

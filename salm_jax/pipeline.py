@@ -9,6 +9,7 @@ up where it stopped.
 from __future__ import annotations
 
 import os
+import time
 
 import ml_collections
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from salm_jax import evaluation
 from salm_jax import protect as protect_lib
 from salm_jax import tasks
+from salm_jax import terminal
 from salm_jax import workdir as wd
 
 
@@ -35,14 +37,45 @@ def report_stage(workdir: str) -> str:
 
 def run_all(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
             progress: bool = True) -> dict:
-  """Protect, evaluate and report; finished stages are kept unless `overwrite`."""
+  """Protect, evaluate and report; finished stages are kept unless `overwrite`.
+
+  Each stage ends with one line on the terminal (`terminal.say`); its detail
+  goes to the log file.
+  """
+  start = time.time()
   if overwrite or not os.path.exists(wd.path(workdir, wd.DONE_PROTECT)):
     protect_lib.protect(config, workdir, overwrite=overwrite, progress=progress)
+    _say_protected(workdir, time.time() - start)
     overwrite = True  # new noise: the later stages must be redone
+  else:
+    terminal.say("protect   kept the finished run in %s (--overwrite redoes it)",
+                 terminal.display_path(workdir))
+  start = time.time()
   if overwrite or not os.path.exists(wd.path(workdir, wd.DONE_EVALUATE)):
-    evaluate_stage(config, workdir, overwrite=overwrite, progress=progress)
+    results = evaluate_stage(config, workdir, overwrite=overwrite, progress=progress)
+    _say_evaluated(results, time.time() - start)
+  else:
+    terminal.say("evaluate  kept the finished victims in %s", terminal.display_path(workdir))
+  start = time.time()
   report_path = report_stage(workdir)
+  terminal.say("report    written in %.0f s", time.time() - start)
   return summarize(workdir, report_path)
+
+
+def _say_protected(workdir: str, seconds: float) -> None:
+  if not os.path.exists(wd.path(workdir, wd.DONE_PROTECT)):
+    return  # a process other than the first writes no files
+  m = wd.read_json(wd.path(workdir, wd.DONE_PROTECT))
+  terminal.say("protect   %d rounds in %.0f s, surrogate accuracy on x+δ %.3f%s", m["rounds"],
+               seconds, m["final_surrogate_accuracy"],
+               ", stopped early" if m["stopped_early"] else "")
+
+
+def _say_evaluated(results: dict, seconds: float) -> None:
+  s = results["settings"]
+  count = len(s["archs"]) * len(s["defenses"]) * (1 + len(s["poison_fractions"]))
+  terminal.say("evaluate  %d victims (%s; defenses: %s) trained %d epochs each in %.0f s",
+               count, ", ".join(s["archs"]), ", ".join(s["defenses"]), s["epochs"], seconds)
 
 
 def summarize(workdir: str, report_path: str) -> dict:
@@ -90,9 +123,9 @@ def summary_text(summary: dict) -> str:
   if summary.get("chance_accuracy") is not None:
     lines.append(f"  (chance: always predicting the majority class scores ACC "
                  f"{summary['chance_accuracy']:.3f})")
-  lines += [f"Protected dataset: {summary['protected_file']}",
-            f"Tables:            {summary['tables']}",
-            f"Report:            {summary['report']}"]
+  lines += [f"Protected dataset: {terminal.display_path(summary['protected_file'])}",
+            f"Tables:            {terminal.display_path(summary['tables'])}",
+            f"Report:            {terminal.display_path(summary['report'])}"]
   return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from absl import logging
 from salm_jax import atomic
 from salm_jax import data as data_lib
 from salm_jax import run_log
+from salm_jax import terminal
 from salm_jax import workdir as wd
 from salm_jax.evaluation import utility
 from salm_jax.noise import budget
@@ -51,10 +52,15 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
                ",".join(splits), methods.method_name(config), config.noise.mask_ratio, epsilon)
   on_round = _tensorboard(config, workdir)  # before the clock: importing a writer takes seconds
   start = time.time()
-  result = methods.generate_noise(
-      config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
-      checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS), metrics_path=wd.path(workdir, wd.METRICS),
-      progress=progress, on_round=on_round)
+  bar = terminal.RoundsBar(config.noise.max_rounds, progress and jax.process_index() == 0)
+  try:
+    result = methods.generate_noise(
+        config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
+        checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS),
+        metrics_path=wd.path(workdir, wd.METRICS),
+        progress=progress, on_round=run_log.chain(on_round, bar))
+  finally:
+    bar.close()
   seconds = time.time() - start
   if jax.process_index() != 0:
     return {}

@@ -3,13 +3,17 @@
 `metrics.jsonl` is rewritten whole (atomically) each round from the run's
 history, so after a resume it holds exactly the rounds the checkpoint holds,
 never a duplicate. TensorBoard event files are written too when a standard
-writer (`tensorboardX`, or PyTorch's) can be imported; salm_jax does not
-depend on either.
+writer (`tensorboardX`, which needs only numpy and protobuf and comes with the
+`test` extra, or PyTorch's) can be imported; salm_jax does not depend on
+either. The generator writes `generator/<metric>` per round; each victim
+writes `victim/<metric>` per epoch into a run folder of its own.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+from typing import Callable
 
 from absl import logging
 
@@ -27,8 +31,7 @@ def read_history(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def tensorboard_writer(logdir: str):
-  """A callback `record -> None` writing scalars to TensorBoard, or None if no writer exists."""
+def _summary_writer_class():
   try:
     from tensorboardX import SummaryWriter  # pytype: disable=import-error
   except ImportError:
@@ -36,12 +39,51 @@ def tensorboard_writer(logdir: str):
       from torch.utils.tensorboard import SummaryWriter  # pytype: disable=import-error
     except ImportError:
       return None
-  writer = SummaryWriter(logdir)
-  logging.info("Writing TensorBoard events to %s", logdir)
+  return SummaryWriter
 
-  def write(record: dict) -> None:
+
+class ScalarWriter:
+  """A callback `record -> None` writing a record's numbers as scalars at `record[step_key]`."""
+
+  def __init__(self, writer, prefix: str, step_key: str):
+    self.writer, self.prefix, self.step_key = writer, prefix, step_key
+
+  def __call__(self, record: dict) -> None:
     for name, value in record.items():
-      if name != "round" and isinstance(value, (int, float)):
-        writer.add_scalar(f"generator/{name}", value, record["round"])
-    writer.flush()
-  return write
+      if name != self.step_key and isinstance(value, (int, float)):
+        self.writer.add_scalar(f"{self.prefix}/{name}", value, record[self.step_key])
+    self.writer.flush()
+
+  def close(self) -> None:
+    self.writer.close()
+
+
+def scalar_writer(logdir: str, prefix: str, step_key: str) -> ScalarWriter | None:
+  """A `ScalarWriter` into `logdir`, or None if no TensorBoard writer is installed."""
+  cls = _summary_writer_class()
+  if cls is None:
+    return None
+  logging.info("Writing TensorBoard events to %s", logdir)
+  return ScalarWriter(cls(logdir), prefix, step_key)
+
+
+def tensorboard_writer(logdir: str) -> ScalarWriter | None:
+  """The generator's per-round writer (`generator/<metric>` at each round), or None."""
+  return scalar_writer(logdir, "generator", "round")
+
+
+def run_name(text: str) -> str:
+  """`text` as a folder name TensorBoard shows as a run (no separators or odd characters)."""
+  return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "run"
+
+
+def chain(*callbacks: Callable[[dict], None] | None) -> Callable[[dict], None] | None:
+  """One callback calling each of `callbacks` that is not None (None if all are)."""
+  active = [c for c in callbacks if c is not None]
+  if not active:
+    return None
+
+  def call(record: dict) -> None:
+    for c in active:
+      c(record)
+  return call

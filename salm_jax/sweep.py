@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 
 import ml_collections
-from absl import logging
 
 from salm_jax import atomic
 from salm_jax import evaluation
 from salm_jax import figures
 from salm_jax import protect as protect_lib
+from salm_jax import terminal
 from salm_jax import workdir as wd
 
 TABLE = os.path.join(wd.SWEEP, "table.json")
@@ -49,7 +49,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, overwrite: boo
   for i, value in enumerate(values):
     point_dir = wd.path(workdir, wd.SWEEP, "points", f"{i:02d}_{value}")
     cfg = point_config(config, parameter, value)
-    logging.info("Sweep point %d/%d: %s = %s", i + 1, len(values), parameter, value)
+    terminal.say("sweep     point %d/%d: %s = %s", i + 1, len(values), parameter, value)
     rows.append(_run_point(cfg, point_dir, value, progress))
   table = {"parameter": parameter, "rows": rows}
   atomic.write_text(wd.path(workdir, wd.SWEEP, "table.md"), table_markdown(table))

@@ -28,7 +28,8 @@ def path(workdir: str, *parts: str) -> str:
   """An absolute path inside `workdir` (Orbax refuses relative checkpoint paths)."""
   return os.path.abspath(os.path.join(os.path.expanduser(workdir), *parts))
 PREVIEW = "preview.npz"               # a few examples: clean, saliency, mask, noise, protected
-TENSORBOARD = "tensorboard"
+TENSORBOARD = "tensorboard"           # generator events; victims' are in evaluation/tensorboard
+LOG = "log.txt"                       # every INFO line of every command run on the workdir
 
 
 def config_dict(config) -> dict:

@@ -1,6 +1,7 @@
 """Entry points end to end on tiny synthetic data: configs, stages, overwrite refusal, resume."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,8 +84,9 @@ def test_protect_writes_dataset_manifest_and_config(protected_workdir):
 def test_second_protect_is_refused_unless_overwrite(protected_workdir):
   before = (protected_workdir / "protected" / "manifest.json").read_bytes()
   proc = _launch("protect", protected_workdir, "--config.noise.mask_ratio=0.2", check=False)
-  assert proc.returncode != 0
-  assert "--overwrite" in proc.stderr and "finished run" in proc.stderr
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr  # a user's mistake: one line
+  error = proc.stderr.splitlines()[-1]
+  assert error.startswith("error: ") and "--overwrite" in error and "finished run" in error
   assert (protected_workdir / "protected" / "manifest.json").read_bytes() == before
 
 
@@ -114,17 +116,50 @@ def test_overwrite_replaces_a_finished_run(protected_workdir, tmp_path):
 
 
 def test_run_all_with_a_relative_workdir_as_in_the_readme(tmp_path):
-  """`launch.run` from another folder, relative --workdir (Orbax needs absolute paths)."""
-  cmd = [sys.executable, "-m", "launch.run", TINY, "--workdir=runs/rel", "--progress=false"]
+  """`launch.run` from another folder, relative --workdir (Orbax needs absolute paths).
+
+  Its terminal stays short (no bars when stderr is not a terminal); the detail
+  is in log.txt and the scalars in TensorBoard event files.
+  """
+  cmd = [sys.executable, "-m", "launch.run", TINY, "--workdir=runs/rel"]
   env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
   proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   for needle in ("trained on clean", "trained on protected", "Report:", "Protected dataset:"):
     assert needle in proc.stdout
+  assert "Protected dataset: runs/rel/protected/phantom.npz" in proc.stdout
+  terminal_lines = (proc.stdout + proc.stderr).splitlines()
+  assert len(terminal_lines) <= 15 and "\r" not in proc.stderr, proc.stderr
+  assert proc.stderr.startswith("Log: runs/rel/log.txt (every round and epoch; ")
   workdir = tmp_path / "runs" / "rel"
   assert (workdir / "protected" / "manifest.json").exists()
   assert (workdir / "checkpoints").is_dir()
   assert (workdir / "report" / "index.html").exists()
+  _check_log_and_tensorboard(workdir)
+
+
+def _check_log_and_tensorboard(workdir):
+  from tests.helpers.tensorboard_events import read_scalars  # needs the `test` extra
+  rounds = json.loads((workdir / "protected" / "manifest.json").read_text())["rounds"]
+  epochs = json.loads((workdir / "evaluation" / "results.json").read_text())["settings"]["epochs"]
+  log = (workdir / "log.txt").read_text()
+  logged_rounds = re.findall(r"\] round (\d+)/\d+: surrogate accuracy", log)
+  assert logged_rounds == [str(r) for r in range(1, rounds + 1)]
+  for victim in ("small_cnn|none|clean", "small_cnn|none|p=1"):
+    assert log.count(f"{victim} epoch ") == epochs
+  generator = read_scalars(workdir / "tensorboard")
+  assert [s for s, _ in generator["generator/accuracy"]] == list(range(1, rounds + 1))
+  history = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  np.testing.assert_allclose([v for _, v in generator["generator/accuracy"]],
+                             [h["accuracy"] for h in history], rtol=1e-6)
+  curves = json.loads((workdir / "evaluation" / "curves.json").read_text())
+  for run_dir, curve in zip(("small_cnn_none_clean", "small_cnn_none_p=1"), curves):
+    victim = read_scalars(workdir / "evaluation" / "tensorboard" / run_dir)
+    assert set(victim) == {f"victim/{m}" for m in ("train_loss", "val_auc", "val_acc",
+                                                    "test_auc", "test_acc")}
+    assert [s for s, _ in victim["victim/test_acc"]] == list(range(1, epochs + 1))
+    np.testing.assert_allclose([v for _, v in victim["victim/test_acc"]], curve["test_acc"],
+                               rtol=1e-6)
 
 
 def test_sweep_writes_one_row_per_point(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import os
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from salm_jax import atomic, workdir as workdir_lib
+from salm_jax import atomic, run_log, workdir as workdir_lib
 from salm_jax.data.dataset import SPLITS, Dataset
 from salm_jax.evaluation import defenses, poisoning, utility, victim
 
@@ -69,21 +70,30 @@ def _curve(run: dict, arch: str, spec: str, victim_kind: str, fraction: float | 
           **{c: [h[c] for h in run["history"]] for c in cols}}
 
 
-def _train(dataset_splits, ds: Dataset, cfg, arch, spec, key, progress, desc) -> dict:
+def _train(dataset_splits, ds: Dataset, cfg, arch, spec, key, progress, desc,
+           tensorboard_dir: str | None) -> dict:
+  """One victim; its per-epoch scalars go to `<tensorboard_dir>/<desc>` when given."""
   train, val, test = dataset_splits
-  return victim.train_victim(train, val, test, task=ds.task, num_classes=ds.num_classes,
-                             arch=arch, cfg=cfg, defense=spec, key=key, progress=progress,
-                             desc=desc)
+  writer = None if tensorboard_dir is None else run_log.scalar_writer(
+      os.path.join(tensorboard_dir, run_log.run_name(desc)), "victim", "epoch")
+  try:
+    return victim.train_victim(train, val, test, task=ds.task, num_classes=ds.num_classes,
+                               arch=arch, cfg=cfg, defense=spec, key=key, progress=progress,
+                               desc=desc, on_epoch=writer)
+  finally:
+    if writer:
+      writer.close()
 
 
-def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress) -> tuple:
+def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress,
+                   tensorboard_dir=None) -> tuple:
   """Clean victim and one protected victim per poison fraction (same init key).
 
   The victims are independent, so up to `cfg.parallel_victims` train at once
   in threads: a small model's steps leave CPU cores idle (two small-CNN
   victims took 30-50% less time side by side on 2 cores,
   benchmarks/parallel_victims.py), and the results are the same as one after
-  the other.
+  the other. Each draws its own progress bar (tqdm stacks them, one row each).
   """
   k_init, k_mix = jax.random.split(key)
   jobs = [((clean.train, clean.val, clean.test), f"{arch}|{spec}|clean")]
@@ -93,7 +103,8 @@ def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress)
     jobs.append(((train, protected.val, clean.test), f"{arch}|{spec}|p={frac:g}"))
   workers = min(int(cfg.get("parallel_victims", 1)), len(jobs))
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    futures = [pool.submit(_train, splits, clean, cfg, arch, spec, k_init, progress, desc)
+    futures = [pool.submit(_train, splits, clean, cfg, arch, spec, k_init, progress, desc,
+                           tensorboard_dir)
                for splits, desc in jobs]
     run, *pruns = [f.result() for f in futures]
   rows, curves = [], [_curve(run, arch, spec, "clean", None)]
@@ -112,13 +123,15 @@ def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress)
 
 
 def evaluate_datasets(clean: Dataset, protected: Dataset, cfg: ml_collections.ConfigDict, *,
-                      key: jax.Array, progress: bool = True) -> dict:
+                      key: jax.Array, progress: bool = True,
+                      tensorboard_dir: str | None = None) -> dict:
   """Victims on clean vs protected data for every arch × defense (× poison fraction).
 
   Victims validate on the val split the trainer has (the protected dataset's)
   and are tested on the clean test split. Returns a JSON-safe dict with
   'rows' (one per arch × defense × p), 'curves', 'utility' (image_stats per
-  perturbed split) and the settings; `results_markdown` renders it.
+  perturbed split) and the settings; `results_markdown` renders it. With
+  `tensorboard_dir`, each victim writes its per-epoch metrics there (one run each).
   """
   defenses.check_all(cfg.defenses)
   if int(cfg.get("parallel_victims", 1)) < 1:
@@ -132,7 +145,8 @@ def evaluate_datasets(clean: Dataset, protected: Dataset, cfg: ml_collections.Co
   for ai, arch in enumerate(cfg.archs):
     for di, spec in enumerate(cfg.defenses):
       k = jax.random.fold_in(jax.random.fold_in(key, ai), di)
-      r, c = _evaluate_pair(clean, protected, cfg, arch, spec, k, diag_split, progress)
+      r, c = _evaluate_pair(clean, protected, cfg, arch, spec, k, diag_split, progress,
+                            tensorboard_dir)
       rows += r
       curves += c
   return json_safe({
@@ -218,8 +232,12 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str, *,
   cfg = config.evaluation
   clean = data.load_from_config(config.dataset)
   protected, manifest = data.read_protected(workdir_lib.path(workdir, workdir_lib.PROTECTED))
+  tensorboard_dir = None
+  if config.get("tensorboard", True) and jax.process_index() == 0:
+    tensorboard_dir = workdir_lib.path(workdir, workdir_lib.EVALUATION, "tensorboard")
   results = evaluate_datasets(clean, protected, cfg, key=jax.random.key(cfg.seed),
-                              progress=progress)
+                              progress=progress and jax.process_index() == 0,
+                              tensorboard_dir=tensorboard_dir)
   results["protection"] = json_safe({k: manifest.get(k) for k in
                                      ("method", "epsilon", "mask_ratio", "seed",
                                                      "surrogate")})

@@ -31,6 +31,7 @@ from flax import nnx
 import tqdm
 
 from salm_jax import tasks
+from salm_jax import terminal
 from salm_jax.data.dataset import as_float
 from salm_jax.evaluation import defenses as defenses_lib
 from salm_jax.evaluation import metrics
@@ -279,13 +280,15 @@ def _summary(history: list[dict]) -> dict:
 
 def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
                  cfg: ml_collections.ConfigDict, defense: str | defenses_lib.Defense = "none",
-                 key: jax.Array, progress: bool = False, desc: str = "victim") -> dict:
+                 key: jax.Array, progress: bool = False, desc: str = "victim",
+                 on_epoch: Callable[[dict], None] | None = None) -> dict:
   """Trains one victim on `train` (uint8 images, labels) and tracks val / test.
 
   Returns a dict: 'history' (per epoch: epoch, train_loss, val_auc, val_acc,
   test_auc, test_acc), 'last' and 'best_val' (test auc / acc and their epoch;
   best_val also holds val_auc), 'seconds', and 'model' (the trained nnx model,
-  in eval mode, for diagnostic utility).
+  in eval mode, for diagnostic utility). `on_epoch` gets each epoch's history
+  row (e.g. a TensorBoard writer); the bar is drawn only on a terminal.
   """
   tasks.check_task(task)
   defense = defenses_lib.get(defense) if isinstance(defense, str) else defense
@@ -312,7 +315,8 @@ def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
   state = VictimState(params, rest, opt_init(params), jnp.zeros((), jnp.int32))
   eval_bs = max(1, min(cfg.eval_batch_size, max(len(v) for v in evals.values())))
   history = []
-  bar = tqdm.trange(cfg.epochs, desc=desc, disable=not progress, leave=False)
+  bar = tqdm.trange(cfg.epochs, desc=desc, unit="epoch", disable=terminal.bar_disable(progress),
+                    leave=False)
   for epoch in bar:
     state, loss = _train_epoch(train_step, state, x_train, y_train, batch_size,
                                jax.random.fold_in(k_loop, epoch))
@@ -324,5 +328,7 @@ def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
                  desc, epoch + 1, cfg.epochs, row["train_loss"], row["val_auc"],
                  row["val_acc"], row["test_auc"], row["test_acc"])
     bar.set_postfix(loss=f"{row['train_loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
+    if on_epoch:
+      on_epoch(row)
   return {"history": history, **_summary(history), "seconds": time.time() - t0,
           "model": nnx.merge(eval_graphdef, state.params, state.rest)}

@@ -29,6 +29,7 @@ from salm_jax import checkpointing
 from salm_jax import run_log
 from salm_jax import sharding
 from salm_jax import tasks
+from salm_jax import terminal
 from salm_jax.noise import masks as masks_lib
 from salm_jax.noise import pgd
 from salm_jax.noise import saliency as saliency_lib
@@ -388,7 +389,8 @@ def _pgd_pass(steps: _Steps, noise, mesh, run: _Run, images, labels, groups, r, 
   n = len(images)
   batch = _pgd_batch(noise, mesh, n)
   bar = tqdm.tqdm(total=n, desc=f"round {r + 1}/{noise.max_rounds}", unit="img",
-                  disable=not progress or jax.process_index() != 0, leave=False)
+                  disable=terminal.bar_disable(progress and jax.process_index() == 0),
+                  leave=False)
   fixed = noise.mask_schedule == "fixed"
   rep = lambda a: sharding.replicate(mesh, a)
   for idx, valid in _batches(n, batch):
