@@ -43,7 +43,9 @@ _OLD_SALM = {"noise.mask_schedule": "step", "noise.support": "union", "noise.mas
              "noise.mode": "sample", "noise.mask_sharing": "image", "noise.init": "auto",
              "noise.pretrain_steps": 0}
 _CLASS_SALM = {"noise.mode": "class", "noise.mask_schedule": "fixed", "noise.support": "strict",
-               "noise.mask_ratio": 0.1, "noise.init": "sign", "noise.pretrain_steps": 40}
+               "noise.mask_ratio": 0.1, "noise.init": "sign", "noise.pretrain_steps": 40,
+               "noise.keep_pretrained": False, "noise.train_steps": 10,
+               "noise.min_rounds": 10, "noise.max_rounds": 10}
 VARIANTS: dict[str, tuple[str, dict] | None] = {
     "clean": None,
     "em": ("em", {}),
@@ -51,8 +53,11 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "salm_v0": ("salm", _OLD_SALM),
     "salm_strict": ("salm", {**_OLD_SALM, "noise.support": "strict", "noise.mask_ratio": 0.1}),
     # Class-wise SALM: one δ per class on a class-shared top-10% support chosen once
-    # by a surrogate pretrained on the clean images, started at ±ε, then min-min.
+    # by a surrogate pretrained on the clean images, started at ±ε, then min-min with
+    # a fresh surrogate (10 SGD steps a round). '_pre' keeps the pretrained one.
     "salm_class": ("salm", _CLASS_SALM),
+    "salm_class_pre": ("salm", {**_CLASS_SALM, "noise.keep_pretrained": True,
+                                "noise.train_steps": 2}),
     "salm_class_cnn": ("salm", {**_CLASS_SALM, "surrogate.model": "small_cnn"}),
     "salm_class_zero": ("salm", {**_CLASS_SALM, "noise.init": "zeros"}),
     # Sample-wise noise on a class-shared support.
@@ -158,7 +163,7 @@ def main(argv):
                "overrides": (VARIANTS[name] or ("clean", {}))[1],
                "victim": {"epochs": config.evaluation.epochs,
                           "batch_size": config.evaluation.batch_size,
-                          "model_kwargs": dict(config.evaluation.model_kwargs).get(arch, {})},
+                          "model_kwargs": config.evaluation.model_kwargs.to_dict().get(arch, {})},
                **victim_row(ds, config, arch, seed)}
         rows.append(atomic.to_jsonable(row))
         done.add((name, seed, arch))

@@ -19,7 +19,8 @@ import numpy as np
 from salm_jax import atomic
 from salm_jax import workdir as wd
 
-_JSON = flags.DEFINE_string("json", None, "Rows written by benchmarks/frontier.py.")
+_JSON = flags.DEFINE_list("json", None, "Row files written by benchmarks/frontier.py "
+                         "(several: e.g. one per seed, run side by side).")
 _OUT_MD = flags.DEFINE_string("out_md", None, "Markdown tables (default: print).")
 _OUT_PNG = flags.DEFINE_string("out_png", None, "The frontier figure (optional).")
 
@@ -117,7 +118,8 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
 
 def main(argv):
   del argv
-  data = wd.read_json(_JSON.value)
+  files = [wd.read_json(p) for p in _JSON.value]
+  data = {"machine": files[0]["machine"], "rows": [r for f in files for r in f["rows"]]}
   summary = summarize(data["rows"])
   text = markdown(summary)
   if _OUT_MD.value:

@@ -38,6 +38,7 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   A run killed mid-way resumes from its last checkpoint when started again
   with the same config and workdir.
   """
+  methods.check_settings(budget.resolve(config))  # a bad setting is refused before any write
   wd.start_stage(workdir, config, done_file=wd.DONE_PROTECT,
                  outputs=(wd.PROTECTED, wd.CHECKPOINTS, wd.METRICS, wd.PREVIEW, wd.TENSORBOARD),
                  overwrite=overwrite, resumable=(wd.CHECKPOINTS,))

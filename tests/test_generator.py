@@ -95,6 +95,15 @@ def test_pretraining_changes_the_fixed_mask_and_is_deterministic(data):
   cold, warm, warm2 = (generator.generate(cfg(n), images, labels, **kw) for n in (0, 8, 8))
   assert (cold.masks != warm.masks).any()
   np.testing.assert_array_equal(warm.delta, warm2.delta)
+  # keep_pretrained=False: the pretrained mask, but min-min from the fresh surrogate.
+  reset = generator.generate(_with(cfg(8), keep_pretrained=False),
+                             images, labels, **kw)
+  assert (reset.masks == warm.masks).all() and (reset.delta != warm.delta).any()
+
+
+def _with(cfg, **noise):
+  cfg.noise.update(noise)
+  return cfg
 
 
 @pytest.mark.parametrize("noise, match", [

@@ -62,6 +62,10 @@ def default_config() -> ml_collections.ConfigDict:
       # mask comes from a model that has learned the task (rounded up to a
       # multiple of train_steps; 0: EM's untrained start).
       pretrain_steps=0,
+      # After choosing the fixed mask, continue min-min from the pretrained surrogate
+      # (True) or from the fresh one (False, EM's start: a surrogate that learns the
+      # noisy data from scratch, as a victim would, and so rewards shortcut noise).
+      keep_pretrained=True,
       # 'linf': epsilon is the L∞ bound (default). 'psnr': epsilon is derived from
       # target_psnr and mask_ratio (salm_jax/noise/budget.py), at equal PSNR.
       budget="linf", target_psnr=40.0,
@@ -85,10 +89,8 @@ class GeneratorResult:
   surrogate_state: Any
 
 
-def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
-             task: str, num_classes: int) -> None:
-  """Raises a clear error for bad inputs or settings, before anything is compiled."""
-  tasks.check_task(task)
+def check_settings(noise: ml_collections.ConfigDict, task: str | None = None) -> None:
+  """The config-only checks (`task=None`: those that need no dataset), cheap and early."""
   masks_lib.check_ratio(noise.mask_ratio)
   pgd.check_budget(noise.epsilon, noise.step_size, noise.pgd_steps)
   pgd.check_options(noise.mask_schedule, noise.support)  # 'fixed' masks are made here
@@ -100,6 +102,13 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
       0 <= noise.min_rounds <= noise.max_rounds):
     raise ValueError(f"Need 0 < stop_accuracy <= 1.01 and 0 <= min_rounds <= max_rounds >= 1; "
                      f"got {noise.stop_accuracy}, {noise.min_rounds} and {noise.max_rounds}.")
+
+
+def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
+             task: str, num_classes: int) -> None:
+  """Raises a clear error for bad inputs or settings, before anything is compiled."""
+  tasks.check_task(task)
+  check_settings(noise, task)
   if images.ndim != 4 or images.dtype != np.float32:
     raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got {images.dtype} "
                      f"{images.shape}.")
@@ -112,7 +121,7 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
                      f"{labels.max()}].")
 
 
-def _validate_masking(noise: ml_collections.ConfigDict, task: str) -> None:
+def _validate_masking(noise: ml_collections.ConfigDict, task: str | None) -> None:
   """Mode, mask sharing and init must fit together and fit the task."""
   if noise.mode not in MODES:
     raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
@@ -120,7 +129,7 @@ def _validate_masking(noise: ml_collections.ConfigDict, task: str) -> None:
   if sharing not in MASK_SHARING:
     raise ValueError(f"noise.mask_sharing must be one of {MASK_SHARING}, got {sharing!r}.")
   by_class = noise.mode == "class" or sharing == "class"
-  if by_class and tasks.is_multilabel(task):
+  if by_class and task is not None and tasks.is_multilabel(task):
     raise ValueError("Class-wise noise and class-shared masks need one class per image; the "
                      "multi-label task has none. Use noise.mode='sample' and "
                      "noise.mask_sharing='image'.")
@@ -289,8 +298,9 @@ def _prepare(steps: "_Steps", noise, sur_cfg, mesh, run: _Run, images, labels, g
   on the clean images) and the mask is then the top-k of its saliency.
   """
   state = _pretrain(steps, noise, sur_cfg, mesh, run.state, images, labels, key)
+  keep = run.state if not noise.get("keep_pretrained", True) else state
   if noise.mask_schedule != "fixed":
-    return dataclasses.replace(run, state=state)
+    return dataclasses.replace(run, state=keep)
   sharing = noise.get("mask_sharing", "image")
   if groups is None and sharing == "class":
     classes = labels[:, 0].astype(np.int32)
@@ -305,7 +315,7 @@ def _prepare(steps: "_Steps", noise, sur_cfg, mesh, run: _Run, images, labels, g
     delta = np.asarray(signs) * np.float32(noise.epsilon) * fixed[..., None]
     if groups is None:
       delta = np.clip(images + delta, 0.0, 1.0) - images
-  return dataclasses.replace(run, state=state, fixed_mask=fixed, delta=delta.astype(np.float32),
+  return dataclasses.replace(run, state=keep, fixed_mask=fixed, delta=delta.astype(np.float32),
                              union=union)
 
 

@@ -85,6 +85,14 @@ def get(name: str) -> Method:
   return METHODS[name]
 
 
+def check_settings(config: ml_collections.ConfigDict) -> None:
+  """The method's config-only checks, run before a stage writes anything."""
+  name = method_name(config)
+  get(name)
+  if name == "salm":
+    generator.check_settings(config.noise)
+
+
 def linf_bound(config: ml_collections.ConfigDict) -> float:
   """The method's own L∞ bound: what quantization enforces and the manifest states as ε.
 
