@@ -41,7 +41,8 @@ _DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "
 # seed (the random control reads the support of the SALM run it controls).
 _OLD_SALM = {"noise.mask_schedule": "step", "noise.support": "union", "noise.mask_ratio": 0.2,
              "noise.mode": "sample", "noise.mask_sharing": "image", "noise.init": "auto",
-             "noise.pretrain_steps": 0}
+             "noise.pretrain_steps": 0, "noise.keep_pretrained": True, "noise.train_steps": 2,
+             "noise.min_rounds": 10, "noise.max_rounds": 15}
 _CLASS_SALM = {"noise.mode": "class", "noise.mask_schedule": "fixed", "noise.support": "strict",
                "noise.mask_ratio": 0.1, "noise.init": "sign", "noise.pretrain_steps": 40,
                "noise.keep_pretrained": False, "noise.train_steps": 10,

@@ -7,7 +7,7 @@ from configs import salm
 
 
 def get_config(arg: str = "synthetic"):
-  config = salm.get_config(arg)
+  config = salm.build(arg, sparse=False)  # per-image noise on every pixel
   config.noise.mask_ratio = 1.0
   config.noise.init = "uniform"
   return config

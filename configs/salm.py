@@ -57,6 +57,11 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
+  return build(arg, sparse=True)
+
+
+def build(arg: str, *, sparse: bool) -> ml_collections.ConfigDict:
+  """The config of `arg`; `sparse=False` keeps per-image noise on real data (EM's base)."""
   name, variant, size = parse_arg(arg)
   config = base_config()
   config.dataset.size = size
@@ -68,9 +73,30 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     _synthetic_cpu(config)
   else:
     _medmnist_cpu(config)
+  if sparse and name != "synthetic":
+    sparse_class_noise(config)
   if variant == "tiny":
     _tiny(config)
   return config
+
+
+def sparse_class_noise(config) -> None:
+  """Real data's default (issue 9): class-wise SALM on 10% of the pixels, ≥ 40 dB.
+
+  One δ per class on a support shared by the class: the top 10% of the class's
+  summed clean saliency under a surrogate first trained 40 steps on the clean
+  images; δ starts at ±ε random signs there, and min-min then runs with a
+  fresh surrogate (10 SGD steps a round, as EM's code), so the noise is shaped
+  to be learned quickly by a model that starts from scratch. Per-image noise
+  (the synthetic default) changed 50-85% of BreastMNIST's pixels; this
+  changes at most 10% of each image, measured on the written file. It is the
+  sparsest setting we measured, not one that meets every target: the small
+  CNN victim is not fooled by any sparse noise we tried (docs/RESULTS.md).
+  """
+  config.noise.update(dict(mode="class", mask_schedule="fixed", support="strict",
+                           mask_ratio=0.1, init="sign", pretrain_steps=40,
+                           keep_pretrained=False, train_steps=10, min_rounds=10,
+                           max_rounds=10))
 
 
 def _synthetic_cpu(config) -> None:
