@@ -109,9 +109,14 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
   """Raises a clear error for bad inputs or settings, before anything is compiled."""
   tasks.check_task(task)
   check_settings(noise, task)
-  if images.ndim != 4 or images.dtype != np.float32:
-    raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got {images.dtype} "
-                     f"{images.shape}.")
+  check_data(images, labels, task, num_classes)
+
+
+def check_data(images: np.ndarray, labels: np.ndarray, task: str, num_classes: int) -> None:
+  """The checks on images and labels that every noise method needs."""
+  if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.float32:
+    raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got "
+                     f"{getattr(images, 'dtype', type(images))} {np.shape(images)}.")
   if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
     raise ValueError("images must be finite and in [0, 1] (NaN/inf or out-of-range pixels).")
   if labels.ndim != 2 or len(labels) != len(images):

@@ -131,15 +131,6 @@ def manifest_fields(config: ml_collections.ConfigDict,
 
 
 def check_inputs(images: np.ndarray, labels: np.ndarray, task: str, num_classes: int) -> None:
-  """The generator's input checks that every method needs (SALM runs `generator.validate`)."""
+  """The generator's input checks, which every method needs (SALM runs them in `validate`)."""
   tasks.check_task(task)
-  if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.float32:
-    raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got "
-                     f"{getattr(images, 'dtype', type(images))} {np.shape(images)}.")
-  if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-    raise ValueError("images must be finite and in [0, 1] (NaN/inf or out-of-range pixels).")
-  if labels.ndim != 2 or len(labels) != len(images):
-    raise ValueError(f"labels must be (N, L) with N = {len(images)}; got {labels.shape}.")
-  if not tasks.is_multilabel(task) and (labels.min() < 0 or labels.max() >= num_classes):
-    raise ValueError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, "
-                     f"{labels.max()}].")
+  generator.check_data(images, labels, task, num_classes)
