@@ -1,7 +1,8 @@
 """Tables and the protection-vs-distortion figure from `benchmarks/frontier.py`'s JSON.
 
 For each variant: victim test AUC / ACC per architecture (mean ± std over
-seeds, last epoch), the mean over the zoo, and the distortion of the written
+seeds, last epoch; "(1 seed)" where only one ran), the mean over the victims
+that every seed of the variant has, and the distortion of the written
 uint8 files (PSNR, SSIM, fraction of pixels changed, L∞), with generation
 time. The figure plots the zoo-mean AUC (band: ± std over seeds) against
 PSNR and against the fraction of pixels changed, one point per variant.
@@ -30,14 +31,15 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
   by_variant = collections.defaultdict(list)
   for r in rows:
     by_variant[r["variant"]].append(r)
+  common = _common_victims(by_variant)
   out = {}
   for name, rs in by_variant.items():
     archs = sorted({r["arch"] for r in rs})
     per_arch = {a: {m: _stats([r["last"][m] for r in rs if r["arch"] == a])
                     for m in ("auc", "acc")} for a in archs}
     seeds = sorted({r["seed"] for r in rs})
-    zoo = {m: _stats([np.mean([r["last"][m] for r in rs if r["seed"] == s]) for s in seeds])
-           for m in ("auc", "acc")}
+    zoo = {m: _stats([np.mean([r["last"][m] for r in rs if r["seed"] == s and r["arch"] in common])
+                      for s in seeds]) for m in ("auc", "acc")}
     first = {}
     for r in rs:  # one distortion entry per seed (the same file for every arch)
       first.setdefault(r["seed"], r)
@@ -45,10 +47,23 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
                        if f["distortion"].get(k) is not None])
             for k in ("psnr", "ssim", "frac_changed", "linf_uint8")}
     dist["generator_seconds"] = _stats([f["generator_seconds"] for f in first.values()])
-    out[name] = {"archs": per_arch, "zoo": zoo, "distortion": dist, "seeds": seeds,
-                 "complete": all(len({r["seed"] for r in rs if r["arch"] == a}) == len(seeds)
-                                 for a in archs)}
+    out[name] = {"archs": per_arch, "zoo": zoo, "zoo_archs": common, "distortion": dist,
+                 "seeds": seeds}
   return out
+
+
+def _common_victims(by_variant: dict[str, list[dict]]) -> list[str]:
+  """The victims that every variant has on each of its seeds: the zoo mean's victims.
+
+  Variants are compared on the same architectures, and seeds on the same
+  ones, so a victim that only some runs reached is reported but not averaged.
+  """
+  sets = []
+  for rs in by_variant.values():
+    seeds = {r["seed"] for r in rs}
+    sets.append({a for a in {r["arch"] for r in rs}
+                 if {r["seed"] for r in rs if r["arch"] == a} == seeds})
+  return sorted(set.intersection(*sets)) if sets else []
 
 
 def _stats(values) -> tuple[float, float, int]:
@@ -69,7 +84,9 @@ def markdown(summary: dict[str, dict]) -> str:
   archs = sorted({a for v in summary.values() for a in v["archs"]})
   head = ("| variant | seeds | PSNR (dB) | SSIM | pixels changed | L∞ (uint8) | generation (s) | "
           "zoo mean AUC | zoo mean ACC | " + " | ".join(f"{a} AUC" for a in archs) + " |")
-  lines = [head, "|" + "---|" * (9 + len(archs))]
+  common = next(iter(summary.values()))["zoo_archs"] if summary else []
+  lines = [f"Zoo mean over: {', '.join(common)} (the victims every variant has on every seed).",
+           "", head, "|" + "---|" * (9 + len(archs))]
   for name, v in summary.items():
     d = v["distortion"]
     cells = [name, ",".join(map(str, v["seeds"])), _pm(d["psnr"], 2), _pm(d["ssim"]),

@@ -140,6 +140,8 @@ def test_a_users_mistake_is_one_line_and_exit_2(tmp_path, args, needle):
   assert "Traceback" not in proc.stderr
   assert [l for l in lines if not l.startswith("Log: ")] == [lines[-1]]
   assert lines[-1].startswith("error: ") and needle in lines[-1]
+  if "mask_ratio" in needle:  # a bad setting is refused before the stage writes anything
+    assert not (tmp_path / "run" / "config.json").exists()
 
 
 def test_the_traceback_is_there_when_asked_for_and_in_the_log(tmp_path):
