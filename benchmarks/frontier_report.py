@@ -124,7 +124,7 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
     ax.axhline(0.6, color="red", ls=":", lw=1, label="target AUC 0.60")
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
-  axes[0].set_ylabel("victim test AUC, mean over the zoo")
+  axes[0].set_ylabel("victim test AUC, mean over the common victims")
   axes[1].legend(fontsize=7, loc="best")
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()

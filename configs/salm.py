@@ -12,7 +12,11 @@ arg = '<data>[,full|,tiny][,size=<px>]'
   size  MedMNIST image size: 28 (default), 64, 128 or 224.
 
 Without ',full' the variants are CPU-sized: ':synthetic' runs protect +
-evaluate in under a minute on 2 cores; ':breastmnist' in under 15 minutes.
+evaluate in about a minute on 2 cores. ':breastmnist' trains a clean and a
+protected victim of each of the six architectures: on the shared 2-core
+machine of docs/RESULTS.md the noise took about 10 minutes and a victim
+from 10 s (small CNN) to 10 minutes (DenseNet-121); pass
+--config.evaluation.archs to train fewer.
 """
 import ml_collections
 
