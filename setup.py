@@ -1,8 +1,10 @@
 """Installs salm_jax: the library, its configs and its console scripts.
 
 The core install is JAX + Flax + a few light packages. PyTorch (pulled in by
-the `medmnist` wheel) and TensorFlow are never part of it: they sit behind the
-`medmnist` and `tfds` extras.
+the `medmnist` wheel, and the baseline of the benchmark suite) and TensorFlow
+are never part of it: they sit behind the `medmnist`, `bench` and `tfds`
+extras. For `bench` on a CPU machine install a CPU build of torch first
+(docs/benchmarks.md): PyPI's default Linux wheel pulls in GBs of CUDA libraries.
 """
 import setuptools
 
@@ -26,7 +28,7 @@ EXTRAS = {
     "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7", "importlib_resources>=6",
              "Pillow>=10"],
     "medmnist": ["medmnist>=3.0"],
-    "bench": ["scikit-learn>=1.3"],
+    "bench": ["scikit-learn>=1.3", "torch>=2.1"],
 }
 
 setuptools.setup(
