@@ -13,7 +13,7 @@ All run in this process, interleaved repeat by repeat (`timing.interleaved`).
 PyTorch is timed at its default thread count (one per core, as JAX's pool)
 and at one thread: on a loaded shared machine its OpenMP barriers can make
 the default several times slower, and the ratio is taken against whichever
-PyTorch setting was faster. Also printed: the first call's compile time,
+PyTorch setting was faster. Also printed: the round's compile time,
 XLA's FLOP count of one input gradient, the fraction of a 2048² f32 matmul's
 GFLOP/s (timed right after the case) the round reaches, and how many δ
 entries the two rounds agree on.
@@ -138,19 +138,22 @@ def torch_contender(sur, state, model, width, channels, images, labels, steps):
 
 
 def _jax_contender(sur, state, x, y, args):
-  """(round closure, first-round δ, compile seconds, unroll) for salm_jax."""
+  """(round closure, first-round δ, compile seconds, first-round seconds, unroll) for salm_jax."""
   unroll = pgd.default_unroll() if args.unroll is None else (
       True if str(args.unroll).lower() == "true" else int(args.unroll))
   fn = jax_round(sur, steps=args.steps, unroll=unroll, dtype=args.dtype)
   start = time.perf_counter()
-  first, _ = jax.block_until_ready(fn(state, x, y, jnp.zeros_like(x)))
+  compiled = fn.lower(state, x, y, jnp.zeros_like(x)).compile()
   compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  first, _ = jax.block_until_ready(compiled(state, x, y, jnp.zeros_like(x)))
+  first_s = time.perf_counter() - start
   box = {"delta": jnp.zeros_like(x)}
 
   def run():
-    box["delta"], mask = fn(state, x, y, box["delta"])
+    box["delta"], mask = compiled(state, x, y, box["delta"])
     return mask
-  return run, np.asarray(first), compile_s, unroll
+  return run, np.asarray(first), compile_s, first_s, unroll
 
 
 def measure_case(case: str, args) -> dict:
@@ -159,11 +162,12 @@ def measure_case(case: str, args) -> dict:
   sur, state = make_surrogate(model, width, channels)
   images, labels = synthetic_batch(args.batch, channels)
   x, y = jnp.asarray(images), jnp.asarray(labels)
-  run_jax, jax_first, compile_s, unroll = _jax_contender(sur, state, x, y, args)
+  run_jax, jax_first, compile_s, first_s, unroll = _jax_contender(sur, state, x, y, args)
   contenders = {"jax": run_jax}
   row = {"model": model, "width": width, "channels": channels, "batch": args.batch,
          "steps": args.steps, "unroll": str(unroll), "dtype": args.dtype,
-         "jax_compile_s": round(compile_s, 2), "load_before": machine.load()}
+         "jax_compile_s": round(compile_s, 2), "jax_first_round_s": round(first_s, 2),
+         "load_before": machine.load()}
   if not args.no_torch and has_torch():
     twin, run_torch, torch_box = torch_contender(sur, state, model, width, channels, images,
                                                  labels, args.steps)
