@@ -51,8 +51,11 @@ def describe() -> dict:
   info["jax_devices"] = jax.device_count()
   info["jax_default_matmul_precision"] = jax.config.jax_default_matmul_precision
   if info["torch"]:
-    import torch
-    info["torch_threads"] = torch.get_num_threads()
+    try:
+      import torch
+      info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # metadata without a working module
+      info["torch"] = None
   return info
 
 

@@ -1,6 +1,6 @@
 """The benchmark suite in one command: prints every table and writes each result as JSON.
 
-  python -m benchmarks.run                                  # all, ~10-15 min on 2 idle cores
+  python -m benchmarks.run                                  # all: 31 min on 2 cores at load 4-8
   python -m benchmarks.run --only=pgd --results_dir=/tmp/b  # one part, elsewhere
   python -m benchmarks.run --quick                          # smallest sizes (the smoke test)
 
