@@ -1,8 +1,11 @@
 """Installs salm_jax: the library, its configs and its console scripts.
 
 The core install is JAX + Flax + a few light packages. PyTorch (pulled in by
-the `medmnist` wheel) and TensorFlow are never part of it: they sit behind the
-`medmnist` and `tfds` extras; pydicom (DICOM folders) is the `dicom` extra.
+the `medmnist` wheel, and the baseline of the benchmark suite) and TensorFlow
+are never part of it: they sit behind the `medmnist`, `bench` and `tfds`
+extras; pydicom (DICOM folders) is the `dicom` extra. For `bench` on a CPU
+machine install a CPU build of torch first (docs/benchmarks.md): PyPI's
+default Linux wheel pulls in GBs of CUDA libraries.
 """
 import setuptools
 
@@ -29,7 +32,7 @@ EXTRAS = {
     "tfds": ["tensorflow-datasets>=4.9.9", "array-record>=0.7", "importlib_resources>=6",
              "Pillow>=10"],
     "medmnist": ["medmnist>=3.0"],
-    "bench": ["scikit-learn>=1.3"],
+    "bench": ["scikit-learn>=1.3", "torch>=2.1"],
     # DICOM folders; pure Python, no other dependency.
     "dicom": ["pydicom>=3.0"],
 }

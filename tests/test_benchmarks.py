@@ -1,8 +1,10 @@
-"""The benchmark scripts run, on the real MedMNIST files, at the smallest size."""
+"""The benchmark scripts and the suite (`python -m benchmarks.run`) run, at the smallest sizes."""
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -51,3 +53,106 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   assert report.returncode == 0, report.stderr[-3000:]
   table = (tmp_path / "t.md").read_text()
   assert "| ops | 0 |" in table and (tmp_path / "f.png").stat().st_size > 0
+
+
+# The benchmark suite (`python -m benchmarks.run`): smoke tests at the smallest sizes.
+# PyTorch is only in the `bench` extra, so everything that needs it skips without it.
+
+def _has_torch() -> bool:
+  try:
+    import torch  # noqa: F401
+    return True
+  except ImportError:
+    return False
+
+
+needs_torch = pytest.mark.skipif(not _has_torch(), reason="torch not installed (bench extra)")
+
+
+@needs_torch
+@pytest.mark.parametrize("name,channels", [("resnet18", 1), ("small_cnn", 3)])
+def test_torch_twin_has_same_parameters_and_logits(name, channels):
+  import numpy as np
+  import torch
+  from flax import nnx
+  from benchmarks import torch_models
+  from salm_jax.models import create_model
+  model = create_model(name, num_classes=3, in_channels=channels, image_size=28,
+                       rngs=nnx.Rngs(0), width=4)
+  model.eval()
+  twin = torch_models.copy_from_nnx(
+      torch_models.create(name, num_classes=3, in_channels=channels, width=4), model).eval()
+  x = np.random.default_rng(0).random((2, 28, 28, channels), dtype=np.float32)
+  with torch.no_grad():
+    got = twin(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+  n_flax = sum(np.size(a) for a in jax_leaves(nnx.state(model, nnx.Param)))
+  assert torch_models.num_params(twin) == n_flax
+  np.testing.assert_allclose(got, np.asarray(model(x)), atol=1e-4)
+
+
+def jax_leaves(tree):
+  import jax
+  return jax.tree.leaves(tree)
+
+
+@needs_torch
+def test_torch_pgd_round_matches_masked_pgd():
+  """The PyTorch baseline computes what salm_jax computes (same δ up to float ties)."""
+  import jax.numpy as jnp
+  import numpy as np
+  from benchmarks import bench_pgd
+  sur, state = bench_pgd.make_surrogate("small_cnn", 4, 1)
+  images, labels = bench_pgd.synthetic_batch(8, 1)
+  fn = bench_pgd.jax_round(sur, steps=3, unroll=True)
+  jax_delta, _ = fn(state, jnp.asarray(images), jnp.asarray(labels), jnp.zeros(images.shape))
+  _, run_torch, box = bench_pgd.torch_contender(sur, state, "small_cnn", 4, 1, images, labels, 3)
+  run_torch()
+  assert np.mean(np.abs(np.asarray(jax_delta) - box["first"]) < 1e-6) > 0.99
+
+
+def test_suite_quick_run_writes_results(tmp_path):
+  """`python -m benchmarks.run --quick`: tables printed, JSON with the machine written."""
+  cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--only=pgd,levers",
+         f"--results_dir={tmp_path}"]
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  assert "| small_cnn | 4 | 1 |" in proc.stdout
+  pgd = json.loads((tmp_path / "pgd.json").read_text())
+  assert pgd["machine"]["cores"] >= 1 and pgd["machine"]["jax"]
+  row = pgd["rows"][0]
+  assert row["jax_img_steps_s"] > 0 and len(row["load_after"]) == 3
+  if _has_torch():
+    assert row["params_jax"] == row["params_torch"] and row["ratio"] > 0
+  levers = json.loads((tmp_path / "levers.json").read_text())
+  assert [r["variant"] for r in levers["rows"]][:2] == ["default", "unroll=1"]
+
+
+def _part_args(module, **overrides):
+  import argparse
+  parser = argparse.ArgumentParser()
+  module.add_arguments(parser)
+  args = parser.parse_args([])
+  for key, value in overrides.items():
+    setattr(args, key, value)
+  return args
+
+
+def test_generate_child_runs_each_implementation(medmnist_dir):
+  from benchmarks import bench_generate
+  args = _part_args(bench_generate, data_dir=str(medmnist_dir), num_images=32, max_rounds=1,
+                    min_rounds=1, surrogate="small_cnn:4")
+  for impl in ("jax", "torch") if _has_torch() else ("jax",):
+    out = bench_generate.child(impl, args)
+    assert out["rounds"] == 1 and out["num_images"] == 32 and out["peak_rss_mib"] > 0
+    assert 0 <= out["final_accuracy"] <= 1 and out["linf_uint8"] <= 8
+
+
+def test_scale_child_reports_rounds_and_memory(medmnist_dir):
+  from benchmarks import bench_scale
+  args = _part_args(bench_scale, data_dir=str(medmnist_dir), surrogate="small_cnn:4")
+  out = bench_scale.child(32, args)
+  assert out["n"] == 32 and out["round1_s"] > 0 and out["round2_s"] > 0
+  assert out["host_peak_mib"] > 0 and out["noise_mib"] > 0
+  fit = bench_scale.linear_fit([1, 2, 3], [2.0, 4.0, 6.0])
+  assert abs(fit["slope"] - 2.0) < 1e-9 and fit["max_rel_residual"] < 1e-9

@@ -113,9 +113,11 @@ def masked_pgd(logits_fn, images, labels, delta, *, mask_ratio: float = 0.2,
 def default_unroll() -> bool | int:
   """Fully unrolled loops on CPU, rolled elsewhere.
 
-  XLA:CPU runs convolutions inside a while loop about 3× slower than the
-  same steps unrolled (measured by benchmarks/pgd_throughput.py), and the
-  compile time of the unrolled round is no longer. GPUs and TPUs keep the loop.
+  XLA:CPU runs a round with its steps in a while loop 3-5× slower than the
+  same steps unrolled, and partial unrolling (5 steps per iteration) is as
+  slow as none; the unrolled round does not compile much longer
+  (`python -m benchmarks.bench_levers`, docs/benchmarks.md). GPUs and TPUs
+  keep the loop.
   """
   return True if jax.default_backend() == "cpu" else 1
 

@@ -1,0 +1,168 @@
+"""Which knobs make the PGD round faster on XLA:CPU: every variant timed in one process.
+
+XLA flags normally come from the XLA_FLAGS environment variable, read once per
+process, so comparing them takes one process per flag, each seeing a
+different load on a shared machine. Here every variant is compiled in this
+one process (per-compilation `compiler_options` override the same
+DebugOptions fields that XLA_FLAGS sets) and all are timed interleaved,
+repeat by repeat, with PyTorch's loop as a fixed reference.
+
+  python -m benchmarks.bench_levers                      # ResNet-18 w64, gray, 10 steps
+  python -m benchmarks.bench_levers --case=small_cnn:16:1 --variants=default,unroll=1
+
+Variants (name: what changes against `default`, the library's own round):
+  unroll=N          fori_loop unroll N (1 = a rolled loop; default: full unroll on CPU)
+  batch=N           N images per call instead of --batch
+  bf16              surrogate weights and activations in bfloat16 (δ and its update f32)
+  precision=P       jax.default_matmul_precision(P) while tracing
+  no_donate         δ's input buffer not donated
+  xla:FLAG=VALUE    per-compilation XLA options, e.g. xla:xla_cpu_enable_fast_math=true;
+                    several joined by '+', list values too (see `xla_options`)
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import bench_pgd, machine, timing
+from salm_jax.noise import pgd
+
+YNN = "xla_cpu_experimental_ynn_fusion_type"
+DEFAULT_VARIANTS = (
+    "default", "unroll=1", "unroll=5", "batch=64", "batch=256", "bf16", "precision=bfloat16",
+    "no_donate", "xla:xla_cpu_enable_fast_math=true", "xla:xla_cpu_prefer_vector_width=512",
+    f"xla:{YNN}=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION+LIBRARY_FUSION_TYPE_ELTWISE",
+    f"xla:{YNN}=LIBRARY_FUSION_TYPE_DOT",
+    f"xla:{YNN}=LIBRARY_FUSION_TYPE_DOT+xla_cpu_use_onednn=true",
+    "xla:xla_cpu_multi_thread_eigen=false")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--case", default="resnet18:64:1", help="model:width:channels")
+  parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--no_torch", action="store_true")
+
+
+def xla_options(text: str) -> dict:
+  """'flag=v+LIST_A+LIST_B+other=w' -> {'flag': 'v,LIST_A,LIST_B', 'other': w} (typed).
+
+  Commas separate variants, so list values (YNN fusion types) join with '+'
+  and a '+' followed by a lower-case flag name starts the next option.
+  """
+  options, current = {}, None
+  for part in text.split("+"):
+    if "=" in part and part[:1].islower():
+      current, value = part.split("=", 1)
+      options[current] = value
+    else:
+      options[current] += "," + part
+  for flag, value in options.items():
+    if value.lower() in ("true", "false"):
+      options[flag] = value.lower() == "true"
+    elif value.lstrip("-").isdigit():
+      options[flag] = int(value)
+  return options
+
+
+def compile_variant(name: str, sur, state, args):
+  """(compiled round, its δ, batch size, compile seconds) for one variant name."""
+  unroll, batch, dtype, donate, options = pgd.default_unroll(), args.batch, "float32", True, {}
+  precision = contextlib.nullcontext()
+  key, _, value = name.partition("=")
+  if key == "unroll":
+    unroll = True if value == "true" else int(value)
+  elif key == "batch":
+    batch = int(value)
+  elif name == "bf16":
+    dtype = "bfloat16"
+  elif key == "precision":
+    precision = jax.default_matmul_precision(value)
+  elif name == "no_donate":
+    donate = False
+  elif name.startswith("xla:"):
+    options = xla_options(name[4:])
+  elif name != "default":
+    raise ValueError(f"Unknown variant {name!r}; see the module docstring.")
+  images, labels = bench_pgd.synthetic_batch(batch, state_channels(args))
+  x, y = jnp.asarray(images), jnp.asarray(labels)
+  fn = bench_pgd.jax_round(sur, steps=args.steps, unroll=unroll, dtype=dtype, donate=donate)
+  with precision:
+    start = time.perf_counter()
+    compiled = fn.lower(state, x, y, jnp.zeros_like(x)).compile(compiler_options=options)
+    seconds = time.perf_counter() - start
+  return compiled, (x, y), batch, seconds
+
+
+def state_channels(args) -> int:
+  return int(args.case.split(":")[2])
+
+
+def run(args) -> dict:
+  model, width, channels = args.case.split(":")
+  sur, state = bench_pgd.make_surrogate(model, int(width), int(channels))
+  contenders, rows = {}, {}
+  for name in args.variants.split(","):
+    compiled, (x, y), batch, compile_s = compile_variant(name, sur, state, args)
+    box = {"delta": jnp.zeros_like(x)}
+
+    def call(compiled=compiled, x=x, y=y, box=box):
+      box["delta"], mask = compiled(state, x, y, box["delta"])
+      return mask
+    jax.block_until_ready(call())
+    contenders[name] = call
+    rows[name] = {"variant": name, "batch": batch, "compile_s": round(compile_s, 2)}
+    print(f"  compiled {name} ({compile_s:.1f} s)", flush=True)
+  if not args.no_torch and bench_pgd.has_torch():
+    images, labels = bench_pgd.synthetic_batch(args.batch, int(channels))
+    _, contenders["torch (reference)"], _ = bench_pgd.torch_contender(
+        sur, state, model, int(width), int(channels), images, labels, args.steps)
+    rows["torch (reference)"] = {"variant": "torch (reference)", "batch": args.batch,
+                                 "compile_s": 0.0}
+  load_before = machine.load()
+  times = timing.interleaved(contenders, args.repeats)
+  for name, t in times.items():
+    work = rows[name]["batch"] * args.steps
+    rows[name].update(img_steps_s=round(work / t["best"], 1),
+                      median_img_steps_s=round(work / t["median"], 1), seconds=t["all"])
+  base = rows["default"]["img_steps_s"] if "default" in rows else float("nan")
+  for row in rows.values():
+    row["vs_default"] = round(row["img_steps_s"] / base, 3)
+  result = {"benchmark": "levers", "case": args.case, "steps": args.steps,
+            "rows": list(rows.values()), "load_before": load_before,
+            "load_after": machine.load(), "args": vars(args)}
+  print(table(result), flush=True)
+  return result
+
+
+def table(result: dict) -> str:
+  lines = [f"PGD round levers: {result['case']}, {result['steps']} steps, interleaved; "
+           f"load {result['load_before'][0]} -> {result['load_after'][0]}",
+           "| variant | batch | compile s | img·steps/s (best) | (median) | × default |",
+           "|---|---|---|---|---|---|"]
+  for r in result["rows"]:
+    lines.append(f"| {r['variant']} | {r['batch']} | {r['compile_s']:.1f} | "
+                 f"{r['img_steps_s']:.0f} | {r['median_img_steps_s']:.0f} | "
+                 f"{r['vs_default']:.2f} |")
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  add_arguments(parser)
+  parser.add_argument("--results_dir", default=None, help="also write levers.json here")
+  args = parser.parse_args()
+  result = run(args)
+  if args.results_dir:
+    print(machine.write(args.results_dir, f"levers_{args.case.replace(':', '_')}", result))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,251 @@
+"""Throughput of one masked PGD round: salm_jax vs the same loop written the PyTorch way.
+
+For each surrogate (MedMNIST's ResNet-18 with the 28 px stem at full width
+64 and at width 16, and the small CNN) on 28 px gray and RGB images, one
+round of `--steps` masked error-minimizing steps over `--batch` images, in
+images x steps per second:
+
+  * jax:   `salm_jax.noise.pgd.masked_pgd`, the generator's compiled round;
+  * torch: `benchmarks/torch_pgd.py`, EM's reference loop with a top-k mask,
+           on the PyTorch twin of the same model carrying the same weights.
+
+All run in this process, interleaved repeat by repeat (`timing.interleaved`).
+PyTorch is timed at its default thread count (one per core, as JAX's pool)
+and at one thread: on a loaded shared machine its OpenMP barriers can make
+the default several times slower, and the ratio is taken against whichever
+PyTorch setting was faster. Also printed: the round's compile time,
+XLA's FLOP count of one input gradient, the fraction of a 2048² f32 matmul's
+GFLOP/s (timed right after the case) the round reaches, and how many δ
+entries the two rounds agree on.
+
+  python -m benchmarks.bench_pgd                                  # all cases
+  python -m benchmarks.bench_pgd --cases=resnet18:64:1 --repeats=5
+  python -m benchmarks.bench_pgd --unroll=1 --dtype=bfloat16       # levers
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from benchmarks import machine, timing
+from salm_jax import tasks
+from salm_jax.noise import pgd
+from salm_jax.noise import surrogate as surrogate_lib
+
+DEFAULT_CASES = ("resnet18:64:1", "resnet18:64:3", "resnet18:16:1", "resnet18:16:3",
+                 "small_cnn:16:1", "small_cnn:16:3")
+RATIO, EPSILON, STEP_SIZE = 0.1, 8 / 255, 0.8 / 255
+# PyTorch's own default (one thread per core). On a loaded machine its OpenMP
+# barriers make 2 threads far slower than 1, so both are timed.
+TORCH_DEFAULT_THREADS = os.cpu_count() or 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
+                      help="comma list of model:width:channels")
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--repeats", type=int, default=2, help="timed rounds per contender")
+  parser.add_argument("--unroll", default=None,
+                      help="fori_loop unroll (int, or 'true'); default pgd.default_unroll()")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="surrogate compute dtype in the JAX round (δ stays float32)")
+  parser.add_argument("--no_torch", action="store_true", help="time salm_jax only")
+  parser.add_argument("--torch_threads", default=f"{TORCH_DEFAULT_THREADS},1",
+                      help="PyTorch thread counts, each timed; the ratio uses the fastest")
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """GFLOP/s of a jitted n x n float32 matmul: the machine's practical FLOP peak."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  mm = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(mm(a))
+  best = min(timing.seconds(lambda: mm(a)) for _ in range(repeats))
+  return 2 * n**3 / best / 1e9
+
+
+def make_surrogate(model: str, width: int, channels: int, seed: int = 0):
+  cfg = ml_collections.ConfigDict(dict(model=model, width=width, lr=0.1, momentum=0.9,
+                                       weight_decay=5e-4))
+  return surrogate_lib.create(cfg, task=tasks.BINARY, num_classes=2, in_channels=channels,
+                              image_size=28, seed=seed)
+
+
+def jax_round(sur, *, steps: int, unroll, dtype: str = "float32", donate: bool = True):
+  """The generator's PGD round as one jitted call of (state, x, y, δ), δ's buffer donated."""
+  def logits_fn(state):
+    if dtype == "float32":
+      return sur.logits_fn(state)
+    cast = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
+                        else a, state)
+    return lambda z: sur.logits_fn(cast)(z.astype(dtype)).astype(jnp.float32)
+
+  def round_fn(state, x, y, d):
+    return pgd.masked_pgd(logits_fn(state), x, y, d, mask_ratio=RATIO, epsilon=EPSILON,
+                          step_size=STEP_SIZE, steps=steps, task=tasks.BINARY,
+                          return_mask=True, unroll=unroll)
+  return jax.jit(round_fn, donate_argnums=(3,) if donate else ())
+
+
+def gflop_per_image_step(sur, state, x, y) -> float:
+  """XLA's FLOP count of one forward + backward-to-input pass, per image."""
+  def grad(state, x, d):
+    loss = lambda d: tasks.per_example_loss(sur.logits_fn(state)(x + d), y, sur.task).sum()
+    return jax.grad(loss)(d)
+  cost = jax.jit(grad).lower(state, x, jnp.zeros_like(x)).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan"))) / x.shape[0] / 1e9
+
+
+def synthetic_batch(batch: int, channels: int, seed: int = 1):
+  """Random 28 px images and binary labels (timings do not depend on the pixels)."""
+  rng = np.random.default_rng(seed)
+  images = rng.random((batch, 28, 28, channels), dtype=np.float32)
+  labels = rng.integers(0, 2, (batch, 1)).astype(np.int32)
+  return images, labels
+
+
+def torch_contender(sur, state, model, width, channels, images, labels, steps):
+  """(twin, round closure taking a thread count, box) for the PyTorch side.
+
+  Rounds chain (each starts from the last δ); box['first'] keeps the first
+  round's δ (NHWC), which started from zero like salm_jax's first round.
+  """
+  import torch
+  from benchmarks import torch_models, torch_pgd
+  flax_model = nnx.merge(sur.graphdef, state["params"], state["rest"])
+  twin = torch_models.create(model, num_classes=2, in_channels=channels, width=width)
+  torch_models.copy_from_nnx(twin, flax_model).eval()
+  for p in twin.parameters():
+    p.requires_grad_(False)
+  x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+  y = torch.from_numpy(labels)
+  kw = dict(ratio=RATIO, epsilon=EPSILON, step_size=STEP_SIZE, steps=steps)
+  box = {"delta": torch.zeros_like(x)}
+
+  def run(threads: int = 0):
+    torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
+    box["delta"], _ = torch_pgd.masked_pgd(twin, x, y, box["delta"], **kw)
+    box.setdefault("first", box["delta"].numpy().transpose(0, 2, 3, 1))  # from δ = 0
+  return twin, run, box
+
+
+def _jax_contender(sur, state, x, y, args):
+  """(round closure, first-round δ, compile seconds, first-round seconds, unroll) for salm_jax."""
+  unroll = pgd.default_unroll() if args.unroll is None else (
+      True if str(args.unroll).lower() == "true" else int(args.unroll))
+  fn = jax_round(sur, steps=args.steps, unroll=unroll, dtype=args.dtype)
+  start = time.perf_counter()
+  compiled = fn.lower(state, x, y, jnp.zeros_like(x)).compile()
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  first, _ = jax.block_until_ready(compiled(state, x, y, jnp.zeros_like(x)))
+  first_s = time.perf_counter() - start
+  box = {"delta": jnp.zeros_like(x)}
+
+  def run():
+    box["delta"], mask = compiled(state, x, y, box["delta"])
+    return mask
+  return run, np.asarray(first), compile_s, first_s, unroll
+
+
+def measure_case(case: str, args) -> dict:
+  model, width, channels = case.split(":")
+  width, channels = int(width), int(channels)
+  sur, state = make_surrogate(model, width, channels)
+  images, labels = synthetic_batch(args.batch, channels)
+  x, y = jnp.asarray(images), jnp.asarray(labels)
+  run_jax, jax_first, compile_s, first_s, unroll = _jax_contender(sur, state, x, y, args)
+  contenders = {"jax": run_jax}
+  row = {"model": model, "width": width, "channels": channels, "batch": args.batch,
+         "steps": args.steps, "unroll": str(unroll), "dtype": args.dtype,
+         "jax_compile_s": round(compile_s, 2), "jax_first_round_s": round(first_s, 2),
+         "load_before": machine.load()}
+  if not args.no_torch and has_torch():
+    twin, run_torch, torch_box = torch_contender(sur, state, model, width, channels, images,
+                                                 labels, args.steps)
+    from benchmarks import torch_models
+    row["params_jax"] = sum(np.size(a) for a in jax.tree.leaves(state["params"]))
+    row["params_torch"] = torch_models.num_params(twin)
+    for threads in _torch_threads(args):
+      contenders[f"torch{threads}"] = lambda t=threads: run_torch(t)
+  times = timing.interleaved(contenders, args.repeats)
+  work = args.batch * args.steps
+  for name, t in times.items():
+    row[f"{name}_img_steps_s"] = round(work / t["best"], 1)
+    row[f"{name}_median_img_steps_s"] = round(work / t["median"], 1)
+    row[f"{name}_seconds"] = t["all"]
+  torch_names = [n for n in times if n.startswith("torch")]
+  if torch_names:
+    row["delta_agreement"] = float(np.mean(np.abs(jax_first - torch_box["first"]) < 1e-6))  # against PyTorch's better thread setting on this (shared) machine
+    best = max(torch_names, key=lambda n: row[f"{n}_img_steps_s"])
+    row["torch_best"], row["torch_img_steps_s"] = best, row[f"{best}_img_steps_s"]
+    row["ratio"] = round(row["jax_img_steps_s"] / row["torch_img_steps_s"], 3)
+  row["gflop_per_image_step"] = round(gflop_per_image_step(sur, state, x, y), 4)
+  row["matmul_gflops"] = round(matmul_gflops(), 1)
+  row["jax_fraction_of_peak"] = round(
+      row["jax_img_steps_s"] * row["gflop_per_image_step"] / row["matmul_gflops"], 3)
+  row["load_after"] = machine.load()
+  return row
+
+
+def _torch_threads(args) -> list[int]:
+  return [int(t) for t in str(args.torch_threads).split(",")]
+
+
+def has_torch() -> bool:
+  try:
+    import torch  # noqa: F401
+    return True
+  except ImportError:
+    return False
+
+
+def table(rows: list[dict]) -> str:
+  lines = [f"masked PGD round (ratio {RATIO}), img·steps/s, best of repeats",
+           "| model | width | ch | batch×steps | compile s | jax | torch (threads) | jax/torch | "
+           "GFLOP/img·step | jax % of matmul GFLOP/s | δ agree | params jax/torch | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+        f"| {r['model']} | {r['width']} | {r['channels']} | {r['batch']}×{r['steps']} | "
+        f"{r['jax_compile_s']:.1f} | {r['jax_img_steps_s']:.0f} | "
+        f"{r.get('torch_img_steps_s', float('nan')):.0f} ({r.get('torch_best', '-')[5:]}) | "
+        f"{r.get('ratio', float('nan')):.2f} | "
+        f"{r['gflop_per_image_step']:.3f} | {100 * r['jax_fraction_of_peak']:.0f}% of "
+        f"{r['matmul_gflops']:.0f} | "
+        f"{r.get('delta_agreement', float('nan')):.3f} | "
+        f"{r.get('params_jax', '-')}/{r.get('params_torch', '-')} | {r['load_after'][0]} |")
+  return "\n".join(lines)
+
+
+def run(args) -> dict:
+  rows = []
+  for case in args.cases.split(","):
+    rows.append(measure_case(case, args))
+    print(f"  {case}: jax {rows[-1]['jax_img_steps_s']:.0f} torch "
+          f"{rows[-1].get('torch_img_steps_s', float('nan')):.0f} img·steps/s", flush=True)
+  result = {"benchmark": "pgd", "rows": rows, "args": vars(args)}
+  print(table(rows), flush=True)
+  return result
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  add_arguments(parser)
+  parser.add_argument("--results_dir", default=None, help="also write pgd.json here")
+  args = parser.parse_args()
+  result = run(args)
+  if args.results_dir:
+    print(machine.write(args.results_dir, "pgd", result))
+
+
+if __name__ == "__main__":
+  main()

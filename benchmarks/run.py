@@ -1,0 +1,84 @@
+"""The benchmark suite in one command: prints every table and writes each result as JSON.
+
+  python -m benchmarks.run                                  # all: 31 min on 2 cores at load 4-8
+  python -m benchmarks.run --only=pgd --results_dir=/tmp/b  # one part, elsewhere
+  python -m benchmarks.run --quick                          # smallest sizes (the smoke test)
+
+Parts: pgd (`bench_pgd`: one PGD round, salm_jax vs the PyTorch loop),
+generate (`bench_generate`: BreastMNIST end to end vs PyTorch), scale
+(`bench_scale`: round time and memory vs N), levers (`bench_levers`, not in
+the default set: what each XLA:CPU knob changes). Each part runs with the
+defaults of its own CLI (`python -m benchmarks.bench_pgd --help`, ...),
+which takes more options. PyTorch parts are skipped
+when torch is not installed (`pip install -e '.[bench]'`). Results go to
+`benchmarks/results/cpu_<date>/<part>.json` with the machine's description
+and load averages. Timings on a shared machine are noisy: each part
+interleaves its contenders, and the load is printed with every table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from benchmarks import bench_generate, bench_levers, bench_pgd, bench_scale, machine
+
+PARTS = {"pgd": bench_pgd, "generate": bench_generate, "scale": bench_scale,
+         "levers": bench_levers}
+DEFAULT_PARTS = ("pgd", "generate", "scale")
+DATA_PARTS = ("generate", "scale")
+
+
+QUICK = {  # the smallest sizes that still run every code path (tests/test_benchmarks.py)
+    "cases": "small_cnn:4:1", "case": "small_cnn:4:1", "variants": "default,unroll=1",
+    "batch": 8, "steps": 2, "repeats": 1, "num_images": 64, "max_rounds": 1, "min_rounds": 1,
+    "sizes": "32,64", "surrogate": "small_cnn:4", "impls": "jax,torch"}
+
+
+def part_args(module, data_dir: str, quick: bool) -> argparse.Namespace:
+  """The part's own defaults (its `python -m benchmarks.<part>` CLI), the data folder, --quick."""
+  parser = argparse.ArgumentParser()
+  module.add_arguments(parser)
+  args = parser.parse_args([])
+  if hasattr(args, "data_dir"):
+    args.data_dir = data_dir
+  if quick:
+    for key, value in QUICK.items():
+      if hasattr(args, key):
+        setattr(args, key, value)
+  return args
+
+
+def parse() -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
+                      help=f"comma list of parts: {', '.join(PARTS)}")
+  parser.add_argument("--results_dir", default=machine.default_results_dir())
+  parser.add_argument("--quick", action="store_true", help="smallest sizes: a smoke test")
+  parser.add_argument("--data_dir", default=bench_generate.DEFAULT_DATA_DIR,
+                      help="folder of breastmnist.npz and pneumoniamnist.npz")
+  return parser.parse_args()
+
+
+def main() -> None:
+  args = parse()
+  print(f"machine: {machine.describe()}", flush=True)
+  for name in args.only.split(","):
+    if name not in PARTS:
+      raise SystemExit(f"Unknown part {name!r}; parts: {', '.join(PARTS)}.")
+    if name in DATA_PARTS and not os.path.isdir(args.data_dir):
+      print(f"\n== {name}: skipped, no data folder {args.data_dir} (pass --data_dir)")
+      continue
+    print(f"\n== {name} (load {machine.load()})", flush=True)
+    start = time.perf_counter()
+    part = part_args(PARTS[name], args.data_dir, args.quick)
+    if name == "generate" and not bench_pgd.has_torch():
+      part.impls = ",".join(i for i in part.impls.split(",") if not i.startswith("torch"))
+    result = PARTS[name].run(part)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"-> {machine.write(args.results_dir, name, result)} ({result['seconds']:.0f} s)",
+          flush=True)
+
+
+if __name__ == "__main__":
+  main()
