@@ -1,7 +1,8 @@
 """Protecting BreastMNIST end to end: salm_jax's generator vs the same loop in PyTorch.
 
-Both run `configs/salm.py:breastmnist`'s generator (width-16 ResNet-18
-surrogate, its schedule and stop rule) on BreastMNIST's 546 training images
+Both run `configs/salm.py:breastmnist`'s per-image generator (`salm.build(...,
+sparse=False)`: width-16 ResNet-18 surrogate, masks per step, union support,
+its schedule and stop rule; the PyTorch twin implements that schedule only) on BreastMNIST's 546 training images
 from the same initial surrogate weights (the PyTorch twin is loaded from the
 Flax model), each in a fresh child process so that its peak RSS is its own:
 
@@ -52,7 +53,7 @@ def load(args):
   from configs import salm
   from salm_jax.data import dataset as dataset_lib
   from salm_jax.data import load_dataset
-  config = salm.get_config(args.dataset)
+  config = salm.build(args.dataset, sparse=False)  # the schedule the PyTorch twin implements
   if args.surrogate:
     config.surrogate.model, width = args.surrogate.split(":")
     config.surrogate.width = int(width)

@@ -1,7 +1,8 @@
 """How a generator round's time and memory grow with the number of images.
 
 For N in `--sizes` PneumoniaMNIST training images, a fresh process runs the
-generator of `configs/salm.py:pneumoniamnist` (width-16 ResNet-18 surrogate)
+per-image generator of `configs/salm.py:pneumoniamnist` (`salm.build(...,
+sparse=False)`, width-16 ResNet-18 surrogate; as bench_generate)
 for two rounds without a persistent compilation cache, so that
 
   * round 1 = compilation + one round, round 2 = one steady-state round,
@@ -44,7 +45,7 @@ def child(n: int, args) -> dict:
   from salm_jax.data import dataset as dataset_lib
   from salm_jax.data import load_dataset
   from salm_jax.noise import generator
-  config = salm.get_config(args.dataset)
+  config = salm.build(args.dataset, sparse=False)  # the schedule the PyTorch twin implements
   config.noise.update(max_rounds=2, min_rounds=2)
   if args.surrogate:
     config.surrogate.model, width = args.surrogate.split(":")
