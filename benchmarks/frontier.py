@@ -67,6 +67,9 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     # Equal PSNR (40 dB), a quarter of the pixels: ε = 16.1/255 on 2.5%.
     "salm_class_psnr": ("salm", {**_CLASS_SALM, "noise.mask_ratio": 0.025,
                                  "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+    # Equal PSNR with OPS (30 dB): ε = 10^(-1.5)/√0.1 = 25.5/255 on the same 10%.
+    "salm_class_30db": ("salm", {**_CLASS_SALM, "noise.budget": "psnr",
+                                 "noise.target_psnr": 30.0}),
     # Controls: random ±ε signs, one pattern per class, on salm_class's own support;
     # OPS (model-free one-pixel shortcut, unbounded L∞).
     "random_class": ("random_noise", {"noise.mode": "class",
