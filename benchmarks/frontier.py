@@ -20,6 +20,7 @@ the protection-vs-distortion figure.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import time
@@ -28,6 +29,7 @@ from absl import app, flags, logging
 import jax
 
 from salm_jax import atomic
+from salm_jax import compile_cache
 from salm_jax import data as data_lib
 from salm_jax import protect as protect_lib
 from salm_jax import workdir as wd
@@ -111,15 +113,14 @@ def _assign(config, field: str, value) -> None:
   for p in parents:
     node = node[p]
   if isinstance(value, str) and not isinstance(node[leaf], str):
-    value = type(node[leaf])(eval(value, {}))  # numbers and tuples from --set
+    value = type(node[leaf])(ast.literal_eval(value))  # numbers, tuples, dicts from --set
   node[leaf] = value
 
 
 def protected_copy(name: str, config, workdir: str):
   """(dataset the victims train on, distortion stats, generation seconds) for one variant."""
-  clean = data_lib.load_from_config(config.dataset)
   if VARIANTS[name] is None:
-    return clean, {}, 0.0
+    return data_lib.load_from_config(config.dataset), {}, 0.0
   if not os.path.exists(wd.path(workdir, wd.DONE_PROTECT)):
     protect_lib.protect(config, workdir, overwrite=True, progress=False)
   manifest = wd.read_json(wd.path(workdir, wd.DONE_PROTECT))
@@ -143,9 +144,7 @@ def main(argv):
   unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
   if unknown:
     raise app.UsageError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
-  jax.config.update("jax_compilation_cache_dir", os.environ.get(  # as launch/common.py
-      "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/salm_jax/jax")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  compile_cache.enable()  # as the entry points: victims compile once across runs
   rows = wd.read_json(_JSON_OUT.value)["rows"] if os.path.exists(_JSON_OUT.value) else []
   done = {(r["variant"], r["seed"], r["arch"]) for r in rows}
   for seed in (int(s) for s in _SEEDS.value):  # seeds outermost: a cut-short run has seed 0

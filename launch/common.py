@@ -22,6 +22,7 @@ from ml_collections import config_flags
 import configs
 from launch import distributed
 from launch import errors
+from salm_jax import compile_cache
 from salm_jax import terminal
 from salm_jax import workdir as wd
 
@@ -132,9 +133,7 @@ def setup() -> None:
   """
   distributed.maybe_initialize()
   terminal.configure(logging.get_verbosity())  # before JAX's backends log their start
-  jax.config.update("jax_compilation_cache_dir", os.environ.get(
-      "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/salm_jax/jax")))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  compile_cache.enable()
   index = jax.process_index()
   terminal.log_to(wd.path(WORKDIR.value, wd.LOG if index == 0 else f"log.process{index}.txt"))
   logging.info("Command: %s", " ".join(sys.argv))

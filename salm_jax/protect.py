@@ -38,11 +38,12 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   A run killed mid-way resumes from its last checkpoint when started again
   with the same config and workdir.
   """
-  methods.check_settings(budget.resolve(config))  # a bad setting is refused before any write
+  resolved = budget.resolve(config)  # the L∞ bound in force, if derived from a PSNR
+  methods.check_settings(resolved)    # a bad setting is refused before any write
   wd.start_stage(workdir, config, done_file=wd.DONE_PROTECT,
                  outputs=(wd.PROTECTED, wd.CHECKPOINTS, wd.METRICS, wd.PREVIEW, wd.TENSORBOARD),
                  overwrite=overwrite, resumable=(wd.CHECKPOINTS,))
-  config = budget.resolve(config)  # the L∞ bound in force, if derived from a PSNR
+  config = resolved  # the saved config.json keeps the user's own fields
   dataset = data_lib.load_from_config(config.dataset)
   splits = _check_splits(config.noise.splits, dataset)
   images = np.concatenate([data_lib.as_float(dataset.splits[s].images) for s in splits])

@@ -340,8 +340,7 @@ def _pretrain(steps: "_Steps", noise, sur_cfg, mesh, state, images, labels, key)
                "accuracy %.4f", calls * noise.train_steps, float(metrics["loss"]),
                float(metrics["accuracy"]))
   if sur_cfg.get("bn_recalibration"):
-    count = sharding.round_up(min(sur_cfg.bn_recalibration, len(images)), mesh.devices.size)
-    idx = _train_batches(len(images), count, 1, jax.random.fold_in(key, 0xB0B))[0]
+    idx = _recalibration_images(len(images), sur_cfg.bn_recalibration, mesh, key)
     state = steps.recalibrate(state, sharding.shard_batch(mesh, images[idx]))
   return state
 
@@ -381,11 +380,16 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, g
 
 def _recalibrate(steps: _Steps, mesh, state, images, run: _Run, groups, count: int, key):
   """Exact BatchNorm statistics on `count` random perturbed training images."""
-  count = sharding.round_up(min(count, len(images)), mesh.devices.size)
-  idx = _train_batches(len(images), count, 1, jax.random.fold_in(key, 0xB0B))[0]
+  idx = _recalibration_images(len(images), count, mesh, key)
   delta = run.delta[groups[idx]] if groups is not None else run.delta[idx]
   inputs = np.clip(images[idx] + delta, 0.0, 1.0)
   return steps.recalibrate(state, sharding.shard_batch(mesh, inputs))
+
+
+def _recalibration_images(n: int, count: int, mesh, key) -> np.ndarray:
+  """Indices of the `count` random images (divisible by devices) BatchNorm is set from."""
+  count = sharding.round_up(min(count, n), mesh.devices.size)
+  return _train_batches(n, count, 1, jax.random.fold_in(key, 0xB0B))[0]
 
 
 def _pgd_batch(noise, mesh, n: int) -> int:
