@@ -10,7 +10,8 @@ repeat by repeat, with PyTorch's loop as a fixed reference.
   python -m benchmarks.bench_levers                      # ResNet-18 w64, gray, 10 steps
   python -m benchmarks.bench_levers --case=small_cnn:16:1 --variants=default,unroll=1
 
-Variants (name: what changes against `default`, the library's own round):
+Variants (name: what changes against `default`, the round compiled with XLA's defaults):
+  library           the options the library compiles with (`salm_jax.xla_cpu.options()`)
   unroll=N          fori_loop unroll N (1 = a rolled loop; default: full unroll on CPU)
   batch=N           N images per call instead of --batch
   bf16              surrogate weights and activations in bfloat16 (δ and its update f32)
@@ -30,11 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import bench_pgd, machine, timing
+from salm_jax import xla_cpu
 from salm_jax.noise import pgd
 
 YNN = "xla_cpu_experimental_ynn_fusion_type"
 DEFAULT_VARIANTS = (
-    "default", "unroll=1", "unroll=5", "batch=64", "batch=256", "bf16", "precision=bfloat16",
+    "default", "library", "unroll=1", "unroll=5", "batch=64", "batch=256", "bf16", "precision=bfloat16",
     "no_donate", "xla:xla_cpu_enable_fast_math=true", "xla:xla_cpu_prefer_vector_width=512",
     f"xla:{YNN}=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION+LIBRARY_FUSION_TYPE_ELTWISE",
     f"xla:{YNN}=LIBRARY_FUSION_TYPE_DOT",
@@ -89,11 +91,14 @@ def compile_variant(name: str, sur, state, args):
     donate = False
   elif name.startswith("xla:"):
     options = xla_options(name[4:])
+  elif name == "library":
+    options = xla_cpu.options() or {}
   elif name != "default":
     raise ValueError(f"Unknown variant {name!r}; see the module docstring.")
   images, labels = bench_pgd.synthetic_batch(batch, state_channels(args))
   x, y = jnp.asarray(images), jnp.asarray(labels)
-  fn = bench_pgd.jax_round(sur, steps=args.steps, unroll=unroll, dtype=dtype, donate=donate)
+  fn = bench_pgd.jax_round(sur, steps=args.steps, unroll=unroll, dtype=dtype, donate=donate,
+                           compiler_options=None)  # XLA's defaults; variants add their own
   with precision:
     start = time.perf_counter()
     compiled = fn.lower(state, x, y, jnp.zeros_like(x)).compile(compiler_options=options)

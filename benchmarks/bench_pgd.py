@@ -36,6 +36,7 @@ from flax import nnx
 
 from benchmarks import machine, timing
 from salm_jax import tasks
+from salm_jax import xla_cpu
 from salm_jax.noise import pgd
 from salm_jax.noise import surrogate as surrogate_lib
 
@@ -60,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--no_torch", action="store_true", help="time salm_jax only")
   parser.add_argument("--torch_threads", default=f"{TORCH_DEFAULT_THREADS},1",
                       help="PyTorch thread counts, each timed; the ratio uses the fastest")
+  parser.add_argument("--torch_device", default="cpu",
+                      help="'cuda' on a GPU machine (JAX then runs on its default GPU too)")
+  parser.add_argument("--matmul_n", type=int, default=2048,
+                      help="side of the f32 matmul whose GFLOP/s is the practical peak "
+                           "(8192 on a GPU)")
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -78,8 +84,13 @@ def make_surrogate(model: str, width: int, channels: int, seed: int = 0):
                               image_size=28, seed=seed)
 
 
-def jax_round(sur, *, steps: int, unroll, dtype: str = "float32", donate: bool = True):
-  """The generator's PGD round as one jitted call of (state, x, y, δ), δ's buffer donated."""
+def jax_round(sur, *, steps: int, unroll, dtype: str = "float32", donate: bool = True,
+              compiler_options="library"):
+  """The generator's PGD round as one jitted call of (state, x, y, δ), δ's buffer donated.
+
+  compiler_options: 'library' (the generator's own, `salm_jax.xla_cpu.options()`),
+  or a dict / None (XLA's defaults) for `bench_levers`.
+  """
   def logits_fn(state):
     if dtype == "float32":
       return sur.logits_fn(state)
@@ -91,7 +102,10 @@ def jax_round(sur, *, steps: int, unroll, dtype: str = "float32", donate: bool =
     return pgd.masked_pgd(logits_fn(state), x, y, d, mask_ratio=RATIO, epsilon=EPSILON,
                           step_size=STEP_SIZE, steps=steps, task=tasks.BINARY,
                           return_mask=True, unroll=unroll)
-  return jax.jit(round_fn, donate_argnums=(3,) if donate else ())
+  if compiler_options == "library":
+    compiler_options = xla_cpu.options()
+  return jax.jit(round_fn, donate_argnums=(3,) if donate else (),
+                 compiler_options=compiler_options)
 
 
 def gflop_per_image_step(sur, state, x, y) -> float:
@@ -112,7 +126,8 @@ def synthetic_batch(batch: int, channels: int, seed: int = 1):
   return images, labels
 
 
-def torch_contender(sur, state, model, width, channels, images, labels, steps):
+def torch_contender(sur, state, model, width, channels, images, labels, steps,
+                    device: str = "cpu"):
   """(twin, round closure taking a thread count, box) for the PyTorch side.
 
   Rounds chain (each starts from the last δ); box['first'] keeps the first
@@ -123,17 +138,20 @@ def torch_contender(sur, state, model, width, channels, images, labels, steps):
   flax_model = nnx.merge(sur.graphdef, state["params"], state["rest"])
   twin = torch_models.create(model, num_classes=2, in_channels=channels, width=width)
   torch_models.copy_from_nnx(twin, flax_model).eval()
+  twin.to(device)
   for p in twin.parameters():
     p.requires_grad_(False)
-  x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-  y = torch.from_numpy(labels)
+  x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+  y = torch.from_numpy(labels).to(device)
   kw = dict(ratio=RATIO, epsilon=EPSILON, step_size=STEP_SIZE, steps=steps)
   box = {"delta": torch.zeros_like(x)}
 
   def run(threads: int = 0):
     torch.set_num_threads(threads or TORCH_DEFAULT_THREADS)
     box["delta"], _ = torch_pgd.masked_pgd(twin, x, y, box["delta"], **kw)
-    box.setdefault("first", box["delta"].numpy().transpose(0, 2, 3, 1))  # from δ = 0
+    if device != "cpu":
+      torch.cuda.synchronize()  # the timer waits for the GPU, as block_until_ready does for JAX
+    box.setdefault("first", box["delta"].cpu().numpy().transpose(0, 2, 3, 1))  # from δ = 0
   return twin, run, box
 
 
@@ -170,7 +188,7 @@ def measure_case(case: str, args) -> dict:
          "load_before": machine.load()}
   if not args.no_torch and has_torch():
     twin, run_torch, torch_box = torch_contender(sur, state, model, width, channels, images,
-                                                 labels, args.steps)
+                                                 labels, args.steps, args.torch_device)
     from benchmarks import torch_models
     row["params_jax"] = sum(np.size(a) for a in jax.tree.leaves(state["params"]))
     row["params_torch"] = torch_models.num_params(twin)
@@ -189,7 +207,7 @@ def measure_case(case: str, args) -> dict:
     row["torch_best"], row["torch_img_steps_s"] = best, row[f"{best}_img_steps_s"]
     row["ratio"] = round(row["jax_img_steps_s"] / row["torch_img_steps_s"], 3)
   row["gflop_per_image_step"] = round(gflop_per_image_step(sur, state, x, y), 4)
-  row["matmul_gflops"] = round(matmul_gflops(), 1)
+  row["matmul_gflops"] = round(matmul_gflops(args.matmul_n), 1)
   row["jax_fraction_of_peak"] = round(
       row["jax_img_steps_s"] * row["gflop_per_image_step"] / row["matmul_gflops"], 3)
   row["load_after"] = machine.load()

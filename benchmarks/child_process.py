@@ -35,6 +35,19 @@ def run(module: str, what: str, argv: list[str], env: dict[str, str] | None = No
 
 
 def peak_rss_mib() -> float:
-  """This process's peak resident memory so far (Linux reports KiB)."""
+  """This process's peak resident memory so far, in MiB.
+
+  Read from /proc/self/status's VmHWM, the high-water mark of this program's
+  own address space. `getrusage`'s ru_maxrss is not: Linux carries it
+  across fork + exec, so a child started by a parent that already held 2 GiB
+  reported the parent's 2 GiB as its own peak.
+  """
+  try:
+    with open("/proc/self/status", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return round(int(line.split()[1]) / 1024, 1)  # kB
+  except OSError:
+    pass
   import resource
   return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -17,6 +17,8 @@ the protection-vs-distortion figure.
 
   python -m benchmarks.frontier --dataset=breastmnist --seeds=0,1,2 \\
       --variants=clean,em,salm_class --json_out=docs/results/breastmnist_cpu.json
+  # paper-sized, on a GPU (benchmarks/device/frontier_gpu.sh):
+  python -m benchmarks.frontier --size=full --seeds=0 --json_out=/tmp/breastmnist_full_s0.json
 """
 from __future__ import annotations
 
@@ -72,6 +74,13 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     # Equal PSNR with OPS (30 dB): ε = 10^(-1.5)/√0.1 = 25.5/255 on the same 10%.
     "salm_class_30db": ("salm", {**_CLASS_SALM, "noise.budget": "psnr",
                                  "noise.target_psnr": 30.0}),
+    # The default's PSNR floor (35 dB): ε = 10^(-1.75)/√0.1 = 14.3/255 on the same 10%,
+    # with its control (random signs at the same ε on that run's own support).
+    "salm_class_35db": ("salm", {**_CLASS_SALM, "noise.budget": "psnr",
+                                 "noise.target_psnr": 35.0}),
+    "random_class_35db": ("random_noise", {
+        "noise.mode": "class", "noise.random.support_from": "{seed_dir:salm_class_35db}",
+        "noise.budget": "psnr", "noise.target_psnr": 35.0}),
     # Controls: random ±ε signs, one pattern per class, on salm_class's own support;
     # OPS (model-free one-pixel shortcut, unbounded L∞).
     "random_class": ("random_noise", {"noise.mode": "class",
@@ -80,6 +89,10 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
 }
 
 _DATASET = flags.DEFINE_string("dataset", "breastmnist", "MedMNIST flag (28 px).")
+_SIZE = flags.DEFINE_enum("size", "cpu", ["cpu", "full"],
+                          "cpu: the CPU configs (width-16 zoo, 20-epoch victims); full: their "
+                          "',full' variant (width-64 ResNet-18 surrogate, full-width zoo, "
+                          "MedMNIST's 100-epoch victims) for a GPU.")
 _DATA_DIR = flags.DEFINE_string("data_dir", _DEFAULT_DATA, "Folder of the MedMNIST npz files.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Noise and victim seeds.")
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Names from VARIANTS.")
@@ -92,7 +105,8 @@ _SET = flags.DEFINE_multi_string("set", [], "Extra override for every variant: f
 def variant_config(name: str, dataset: str, seed: int, workdir: str):
   """The full config of one (variant, seed): the CPU config, the data, the overrides."""
   module, overrides = VARIANTS[name] or ("salm", {})
-  config = importlib.import_module(f"configs.{module}").get_config(dataset)
+  arg = dataset + (",full" if _SIZE.value == "full" else "")
+  config = importlib.import_module(f"configs.{module}").get_config(arg)
   config.seed = seed
   config.dataset.data_dir = os.path.abspath(_DATA_DIR.value)
   config.dataset.download = False
@@ -161,7 +175,7 @@ def main(argv):
       for arch in archs:
         if (name, seed, arch) in done:
           continue
-        row = {"dataset": _DATASET.value, "variant": name, "seed": seed, "arch": arch,
+        row = {"dataset": _DATASET.value, "size": _SIZE.value, "variant": name, "seed": seed, "arch": arch,
                "distortion": stats, "generator_seconds": gen_seconds,
                "overrides": (VARIANTS[name] or ("clean", {}))[1],
                "victim": {"epochs": config.evaluation.epochs,
@@ -180,7 +194,8 @@ def _machine() -> dict:
   import platform  # pylint: disable=g-import-not-at-top
   return {"platform": platform.platform(), "processor": platform.processor(),
           "cpus": os.cpu_count(), "jax": jax.__version__,
-          "devices": [str(d) for d in jax.devices()]}
+          "devices": [str(d) for d in jax.devices()],
+          "device_kind": jax.devices()[0].device_kind}
 
 
 if __name__ == "__main__":

@@ -143,8 +143,16 @@ def main(argv):
     atomic.write_text(_OUT_MD.value, text)
   print(text)
   if _OUT_PNG.value:
-    figure(summary, _OUT_PNG.value, f"{data['rows'][0]['dataset']} — {data['machine']['cpus']} "
-           "CPU cores, CPU-sized victims")
+    figure(summary, _OUT_PNG.value, title(data))
+
+
+def title(data: dict) -> str:
+  """'<dataset> — <machine>, <victim sizing>' for the figure."""
+  first, machine = data["rows"][0], data["machine"]
+  if first.get("size", "cpu") == "full":
+    card = machine.get("device_kind", machine["devices"][0])
+    return f"{first['dataset']} — {card}, full-width victims, {first['victim']['epochs']} epochs"
+  return f"{first['dataset']} — {machine['cpus']} CPU cores, CPU-sized victims"
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def describe() -> dict:
   import jax
   info["jax_backend"] = jax.default_backend()
   info["jax_devices"] = jax.device_count()
+  info["jax_device_kind"] = jax.devices()[0].device_kind  # the card, on a GPU
   info["jax_default_matmul_precision"] = jax.config.jax_default_matmul_precision
   if info["torch"]:
     try:

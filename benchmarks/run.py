@@ -1,8 +1,16 @@
 """The benchmark suite in one command: prints every table and writes each result as JSON.
 
-  python -m benchmarks.run                                  # all: 31 min on 2 cores at load 4-8
+  python -m benchmarks.run                                  # short sizes: a few minutes
+  python -m benchmarks.run --size=full                      # docs/benchmarks.md's sizes
   python -m benchmarks.run --only=pgd --results_dir=/tmp/b  # one part, elsewhere
   python -m benchmarks.run --quick                          # smallest sizes (the smoke test)
+
+Sizes (`SIZES`): 'short' (the default) times every contender on fewer cases,
+steps, rounds and images, so that the whole suite prints its tables in a
+few minutes on 2 cores; the figures are per image·step, per round and per
+image, so they compare with the full run's. 'full' is each part's own CLI
+defaults, the sizes docs/benchmarks.md reports (half an hour on 2 busy
+cores). 'quick' runs every code path at toy sizes, for the tests.
 
 Parts: pgd (`bench_pgd`: one PGD round, salm_jax vs the PyTorch loop),
 generate (`bench_generate`: BreastMNIST end to end vs PyTorch), scale
@@ -29,23 +37,31 @@ DEFAULT_PARTS = ("pgd", "generate", "scale")
 DATA_PARTS = ("generate", "scale")
 
 
-QUICK = {  # the smallest sizes that still run every code path (tests/test_benchmarks.py)
-    "cases": "small_cnn:4:1", "case": "small_cnn:4:1", "variants": "default,unroll=1",
-    "batch": 8, "steps": 2, "repeats": 1, "num_images": 64, "max_rounds": 1, "min_rounds": 1,
-    "sizes": "32,64", "surrogate": "small_cnn:4", "impls": "jax,torch"}
+SIZES = {
+    # The smallest sizes that still run every code path (tests/test_benchmarks.py).
+    "quick": {"cases": "small_cnn:4:1", "case": "small_cnn:4:1", "variants": "default,unroll=1",
+              "batch": 8, "steps": 2, "repeats": 1, "num_images": 64, "max_rounds": 1,
+              "min_rounds": 1, "sizes": "32,64", "surrogate": "small_cnn:4",
+              "impls": "jax,torch"},
+    # A few minutes on 2 cores: gray images only, 5 PGD steps a round (the full
+    # width round's 20 steps take half a minute per contender and repeat), 3
+    # generator rounds, N up to 2000.
+    "short": {"cases": "resnet18:64:1,resnet18:16:1,small_cnn:16:1", "steps": 5,
+              "max_rounds": 3, "min_rounds": 3, "sizes": "500,1000,2000"},
+    "full": {},
+}
 
 
-def part_args(module, data_dir: str, quick: bool) -> argparse.Namespace:
-  """The part's own defaults (its `python -m benchmarks.<part>` CLI), the data folder, --quick."""
+def part_args(module, data_dir: str, size: str) -> argparse.Namespace:
+  """The part's own defaults (its `python -m benchmarks.<part>` CLI), the data folder, `SIZES`."""
   parser = argparse.ArgumentParser()
   module.add_arguments(parser)
   args = parser.parse_args([])
   if hasattr(args, "data_dir"):
     args.data_dir = data_dir
-  if quick:
-    for key, value in QUICK.items():
-      if hasattr(args, key):
-        setattr(args, key, value)
+  for key, value in SIZES[size].items():
+    if hasattr(args, key):
+      setattr(args, key, value)
   return args
 
 
@@ -54,7 +70,9 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--only", default=",".join(DEFAULT_PARTS),
                       help=f"comma list of parts: {', '.join(PARTS)}")
   parser.add_argument("--results_dir", default=machine.default_results_dir())
-  parser.add_argument("--quick", action="store_true", help="smallest sizes: a smoke test")
+  parser.add_argument("--size", default="short", choices=tuple(SIZES),
+                      help="short: a few minutes; full: the documented sizes; quick: toy")
+  parser.add_argument("--quick", action="store_true", help="the same as --size=quick")
   parser.add_argument("--data_dir", default=bench_generate.DEFAULT_DATA_DIR,
                       help="folder of breastmnist.npz and pneumoniamnist.npz")
   return parser.parse_args()
@@ -71,11 +89,12 @@ def main() -> None:
       continue
     print(f"\n== {name} (load {machine.load()})", flush=True)
     start = time.perf_counter()
-    part = part_args(PARTS[name], args.data_dir, args.quick)
+    part = part_args(PARTS[name], args.data_dir, "quick" if args.quick else args.size)
     if name == "generate" and not bench_pgd.has_torch():
       part.impls = ",".join(i for i in part.impls.split(",") if not i.startswith("torch"))
     result = PARTS[name].run(part)
     result["seconds"] = round(time.perf_counter() - start, 1)
+    result["size"] = "quick" if args.quick else args.size
     print(f"-> {machine.write(args.results_dir, name, result)} ({result['seconds']:.0f} s)",
           flush=True)
 

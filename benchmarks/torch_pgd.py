@@ -39,7 +39,8 @@ def masked_pgd(model, images, labels, delta, *, ratio: float, epsilon: float, st
   image's step depends on that image only (as in salm_jax).
   """
   delta = delta.detach().clone()
-  union = torch.zeros(images.shape[0], 1, *images.shape[2:], dtype=torch.bool)
+  union = torch.zeros(images.shape[0], 1, *images.shape[2:], dtype=torch.bool,
+                      device=images.device)
   for _ in range(steps):
     delta.requires_grad_(True)
     loss = per_example_loss(model(images + delta), labels, multilabel).sum()

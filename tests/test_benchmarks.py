@@ -55,6 +55,39 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   assert "| ops | 0 |" in table and (tmp_path / "f.png").stat().st_size > 0
 
 
+def test_frontier_full_size_is_the_paper_config():
+  """--size=full builds each variant from the ',full' config: wide surrogate, 100-epoch zoo.
+
+  In a subprocess: the frontier's absl flags would clash with the entry points' in this one.
+  """
+  code = ("import json; from absl import flags; from benchmarks import frontier; "
+          "flags.FLAGS(['frontier', '--size=full', '--data_dir=/nowhere']); "
+          "c = frontier.variant_config('salm_class', 'breastmnist', 1, '/tmp/w'); "
+          "e = frontier.variant_config('em', 'breastmnist', 1, '/tmp/w'); "
+          "print(json.dumps([c.surrogate.width, c.evaluation.epochs, list(c.evaluation.archs), "
+          "c.noise.mode, c.noise.mask_ratio, e.noise.mask_ratio, c.seed]))")
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  width, epochs, archs, mode, ratio, em_ratio, seed = json.loads(proc.stdout.splitlines()[-1])
+  assert width == 64 and epochs == 100 and len(archs) == 6 and "small_cnn" in archs
+  assert mode == "class" and ratio == 0.1   # the variant's overrides on top
+  assert em_ratio == 1.0 and seed == 1
+
+
+def test_suite_sizes_change_only_known_arguments():
+  """Every key of a `benchmarks.run` size preset is an argument of some part."""
+  from benchmarks import run
+  known = set()
+  for module in run.PARTS.values():
+    known |= set(vars(run.part_args(module, "/data", "full")))
+  for size, preset in run.SIZES.items():
+    assert set(preset) <= known, (size, set(preset) - known)
+  short = run.part_args(run.PARTS["pgd"], "/data", "short")
+  assert short.steps == 5 and short.cases.startswith("resnet18:64:1")
+
+
 # The benchmark suite (`python -m benchmarks.run`): smoke tests at the smallest sizes.
 # PyTorch is only in the `bench` extra, so everything that needs it skips without it.
 

@@ -32,6 +32,7 @@ import tqdm
 
 from salm_jax import tasks
 from salm_jax import terminal
+from salm_jax import xla_cpu
 from salm_jax.data.dataset import as_float
 from salm_jax.evaluation import defenses as defenses_lib
 from salm_jax.evaluation import metrics
@@ -59,7 +60,7 @@ FAST_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0,
 
 
 def _jit(fn, fast_compile: bool, **kwargs):
-  return jax.jit(fn, compiler_options=FAST_COMPILE_OPTIONS if fast_compile else None, **kwargs)
+  return xla_cpu.jit(fn, FAST_COMPILE_OPTIONS if fast_compile else None, **kwargs)
 
 
 class VictimState(NamedTuple):

@@ -30,6 +30,7 @@ from salm_jax import run_log
 from salm_jax import sharding
 from salm_jax import tasks
 from salm_jax import terminal
+from salm_jax import xla_cpu
 from salm_jax.noise import masks as masks_lib
 from salm_jax.noise import pgd
 from salm_jax.noise import saliency as saliency_lib
@@ -189,11 +190,12 @@ class _Steps:
       return saliency_lib.pixel_saliency(sur.logits_fn(state), images, labels, task=task,
                                          reduce=noise["saliency_reduce"])
 
-    self.train = jax.jit(functools.partial(surrogate_lib.train_steps, sur))
-    self.recalibrate = jax.jit(functools.partial(surrogate_lib.recalibrate_batch_norm, sur))
-    self.pgd_round = jax.jit(pgd_round)
-    self.correct = jax.jit(correct)
-    self.clean_saliency = jax.jit(clean_saliency)
+    # Every program here is convolutions: compiled with the library's XLA:CPU options.
+    self.train = xla_cpu.jit(functools.partial(surrogate_lib.train_steps, sur))
+    self.recalibrate = xla_cpu.jit(functools.partial(surrogate_lib.recalibrate_batch_norm, sur))
+    self.pgd_round = xla_cpu.jit(pgd_round)
+    self.correct = xla_cpu.jit(correct)
+    self.clean_saliency = xla_cpu.jit(clean_saliency)
 
 
 @dataclasses.dataclass

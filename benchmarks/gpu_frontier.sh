@@ -1,0 +1,46 @@
+#!/bin/bash
+# Issue 9's main rows, paper-sized, on one GPU: every finished row is kept.
+#
+# BreastMNIST: clean, class-wise SALM (the default), EM, OPS and the random
+# control, seeds 0-2 (one process per seed, side by side on the one GPU), each
+# protected copy tested on the whole zoo at full width with MedMNIST's
+# 100-epoch recipe (`benchmarks/frontier.py --size=full`).
+# PneumoniaMNIST: clean and class-wise SALM, seeds 0-2, ResNet-18 and the
+# small CNN (8.6x the images: the rest did not fit a 15-minute GPU loan).
+#
+# Run from the repo root on the GPU machine:
+#   OUT=<folder for the JSON> DATA=<folder of the MedMNIST npz files> \
+#     bash benchmarks/gpu_frontier.sh [seconds per process, default 540]
+# Missing Python packages (ml_collections, dm-pix on the device tool's image)
+# are installed from ./.whl when that folder exists. Rows go to
+# $OUT/<dataset>_full_s<seed>.json and are resumed from there; the logs to
+# $OUT/logs.tgz. Report: python -m benchmarks.frontier_report --json=...
+set -u
+LIMIT=${1:-540}
+: "${OUT:?set OUT}" "${DATA:?set DATA}"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+export JAX_COMPILATION_CACHE_DIR=/tmp/salm_jax_cache
+mkdir -p /tmp/logs
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, \
+'optax', optax.__version__, jax.devices())" || exit 1
+
+ZOO=small_cnn,resnet18,vgg16,vit_small,resnet50,densenet121
+run() {  # dataset seeds variants archs
+  timeout "$LIMIT" python3 -m benchmarks.frontier --size=full --dataset="$1" --seeds="$2" \
+    --variants="$3" --archs="$4" --data_dir="$DATA" --workdir=/tmp/frontier \
+    --json_out="$OUT/${1}_full_s${2//,/}.json" > "/tmp/logs/${1}_s${2//,/}.log" 2>&1
+  echo "$1 seeds $2: exit $? after ${SECONDS} s"
+}
+for s in 0 1 2; do
+  run breastmnist "$s" clean,salm_class,em,ops,random_class "$ZOO" &
+done
+run pneumoniamnist 0,1,2 clean,salm_class resnet18,small_cnn &
+wait
+grep -h -E "AUC|Error|error" /tmp/logs/*.log | tail -n 150
+tar czf "$OUT/logs.tgz" -C /tmp logs
