@@ -64,6 +64,9 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "salm_class_pre": ("salm", {**_CLASS_SALM, "noise.keep_pretrained": True,
                                 "noise.train_steps": 2}),
     "salm_class_cnn": ("salm", {**_CLASS_SALM, "surrogate.model": "small_cnn"}),
+    # Fewer min-min rounds from the same sign init (at full size the init alone, i.e.
+    # random_class, protected better than 10 rounds).
+    "salm_class_r3": ("salm", {**_CLASS_SALM, "noise.min_rounds": 3, "noise.max_rounds": 3}),
     "salm_class_zero": ("salm", {**_CLASS_SALM, "noise.init": "zeros"}),
     # Sample-wise noise on a class-shared support.
     "salm_sample_cmask": ("salm", {**_CLASS_SALM, "noise.mode": "sample",
