@@ -47,6 +47,9 @@ DEFAULT_VARIANTS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--case", default="resnet18:64:1", help="model:width:channels")
   parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+  parser.add_argument("--base", default="xla", choices=("xla", "library"),
+                      help="what every variant starts from: XLA's default options, or the "
+                           "library's (`salm_jax.xla_cpu.options()`)")
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--repeats", type=int, default=3)
@@ -76,7 +79,8 @@ def xla_options(text: str) -> dict:
 
 def compile_variant(name: str, sur, state, args):
   """(compiled round, its δ, batch size, compile seconds) for one variant name."""
-  unroll, batch, dtype, donate, options = pgd.default_unroll(), args.batch, "float32", True, {}
+  base = (xla_cpu.options() or {}) if args.base == "library" else {}
+  unroll, batch, dtype, donate, options = pgd.default_unroll(), args.batch, "float32", True, base
   precision = contextlib.nullcontext()
   key, _, value = name.partition("=")
   if key == "unroll":
@@ -90,7 +94,7 @@ def compile_variant(name: str, sur, state, args):
   elif name == "no_donate":
     donate = False
   elif name.startswith("xla:"):
-    options = xla_options(name[4:])
+    options = {**base, **xla_options(name[4:])}
   elif name == "library":
     options = xla_cpu.options() or {}
   elif name != "default":
