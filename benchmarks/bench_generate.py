@@ -24,7 +24,6 @@ noise), and the load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -196,20 +195,7 @@ def run(args) -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  add_arguments(parser)
-  parser.add_argument("--results_dir", default=None, help="also write generate.json here")
-  parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-  parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
-  args = parser.parse_args()
-  if args.child:
-    with open(args.child_out, "w", encoding="utf-8") as f:
-      json.dump(child(args.child, args), f)
-    return
-  result = run(args)
-  if args.results_dir:
-    print(machine.write(args.results_dir, "generate", result))
-
+  machine.cli(__doc__, add_arguments, run, "generate", child=child)
 
 if __name__ == "__main__":
   main()

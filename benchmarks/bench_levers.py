@@ -164,14 +164,8 @@ def table(result: dict) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  add_arguments(parser)
-  parser.add_argument("--results_dir", default=None, help="also write levers.json here")
-  args = parser.parse_args()
-  result = run(args)
-  if args.results_dir:
-    print(machine.write(args.results_dir, f"levers_{args.case.replace(':', '_')}", result))
-
+  machine.cli(__doc__, add_arguments, run,
+              lambda args: f"levers_{args.case.replace(':', '_')}")
 
 if __name__ == "__main__":
   main()

@@ -256,14 +256,7 @@ def run(args) -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  add_arguments(parser)
-  parser.add_argument("--results_dir", default=None, help="also write pgd.json here")
-  args = parser.parse_args()
-  result = run(args)
-  if args.results_dir:
-    print(machine.write(args.results_dir, "pgd", result))
-
+  machine.cli(__doc__, add_arguments, run, "pgd")
 
 if __name__ == "__main__":
   main()

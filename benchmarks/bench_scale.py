@@ -20,7 +20,6 @@ points; the fit and each point's residual are printed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import tracemalloc
@@ -117,20 +116,8 @@ def run(args) -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  add_arguments(parser)
-  parser.add_argument("--results_dir", default=None, help="also write scale.json here")
-  parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-  parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
-  args = parser.parse_args()
-  if args.child:
-    with open(args.child_out, "w", encoding="utf-8") as f:
-      json.dump(child(int(args.child), args), f)
-    return
-  result = run(args)
-  if args.results_dir:
-    print(machine.write(args.results_dir, "scale", result))
-
+  machine.cli(__doc__, add_arguments, run, "scale",
+              child=lambda n, args: child(int(n), args))
 
 if __name__ == "__main__":
   main()

@@ -24,6 +24,7 @@ _JSON = flags.DEFINE_list("json", None, "Row files written by benchmarks/frontie
                          "(several: e.g. one per seed, run side by side).")
 _OUT_MD = flags.DEFINE_string("out_md", None, "Markdown tables (default: print).")
 _OUT_PNG = flags.DEFINE_string("out_png", None, "The frontier figure (optional).")
+_ARCHS = flags.DEFINE_list("archs", None, "Only these victims (default: every one in the rows).")
 
 
 def summarize(rows: list[dict]) -> dict[str, dict]:
@@ -38,8 +39,10 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     per_arch = {a: {m: _stats([r["last"][m] for r in rs if r["arch"] == a])
                     for m in ("auc", "acc")} for a in archs}
     seeds = sorted({r["seed"] for r in rs})
-    zoo = {m: _stats([np.mean([r["last"][m] for r in rs if r["seed"] == s and r["arch"] in common])
-                      for s in seeds]) for m in ("auc", "acc")}
+    per_seed = {m: [float(np.mean([r["last"][m] for r in rs
+                                   if r["seed"] == s and r["arch"] in common])) for s in seeds]
+                for m in ("auc", "acc")}
+    zoo = {m: _stats(per_seed[m]) for m in ("auc", "acc")}
     first = {}
     for r in rs:  # one distortion entry per seed (the same file for every arch)
       first.setdefault(r["seed"], r)
@@ -48,7 +51,7 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
             for k in ("psnr", "ssim", "frac_changed", "linf_uint8")}
     dist["generator_seconds"] = _stats([f["generator_seconds"] for f in first.values()])
     out[name] = {"archs": per_arch, "zoo": zoo, "zoo_archs": common, "distortion": dist,
-                 "seeds": seeds}
+                 "seeds": seeds, "zoo_auc_per_seed": per_seed["auc"]}
   return out
 
 
@@ -99,7 +102,12 @@ def markdown(summary: dict[str, dict]) -> str:
   for name, v in summary.items():
     acc_lines.append("| " + " | ".join([name] + [
         _pm(v["archs"][a]["acc"]) if a in v["archs"] else "–" for a in archs]) + " |")
-  return "\n".join(lines + acc_lines) + "\n"
+  seed_lines = ["", "Zoo-mean AUC of each seed (for paired comparisons):", "",
+                "| variant | seeds | zoo mean AUC per seed |", "|---|---|---|"]
+  for name, v in summary.items():
+    seed_lines.append(f"| {name} | {','.join(map(str, v['seeds']))} | "
+                      + " / ".join(f"{a:.3f}" for a in v["zoo_auc_per_seed"]) + " |")
+  return "\n".join(lines + acc_lines + seed_lines) + "\n"
 
 
 def figure(summary: dict[str, dict], path: str, title: str) -> None:
@@ -136,7 +144,8 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
 def main(argv):
   del argv
   files = [wd.read_json(p) for p in _JSON.value]
-  data = {"machine": files[0]["machine"], "rows": [r for f in files for r in f["rows"]]}
+  data = {"machine": files[0]["machine"],
+          "rows": [r for f in files for r in f["rows"] if not _ARCHS.value or r["arch"] in _ARCHS.value]}
   summary = summarize(data["rows"])
   text = markdown(summary)
   if _OUT_MD.value:

@@ -6,10 +6,13 @@ suite writes carries `describe()` and the load averages before and after.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
+from typing import Callable
 
 from salm_jax import atomic
 
@@ -71,3 +74,28 @@ def write(results_dir: str, name: str, payload: dict) -> str:
   path = os.path.join(results_dir, f"{name}.json")
   atomic.write_json(path, {"machine": describe(), **payload})
   return path
+
+
+def cli(doc: str, add_arguments: Callable, run: Callable[[argparse.Namespace], dict],
+        name: str | Callable[[argparse.Namespace], str],
+        child: Callable[[str, argparse.Namespace], dict] | None = None) -> None:
+  """`python -m benchmarks.<part>`: the part's arguments, --results_dir, and its child mode.
+
+  `name` (or `name(args)`) is the JSON's file name under --results_dir. With
+  `child`, `--child=<what> --child_out=<file>` runs one measurement and
+  writes its JSON instead (`child_process.run` starts the part that way).
+  """
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  add_arguments(parser)
+  parser.add_argument("--results_dir", default=None, help="also write the result's JSON here")
+  if child:
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if child and args.child:
+    with open(args.child_out, "w", encoding="utf-8") as f:
+      json.dump(child(args.child, args), f)
+    return
+  result = run(args)
+  if args.results_dir:
+    print(write(args.results_dir, name(args) if callable(name) else name, result))

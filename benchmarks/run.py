@@ -80,6 +80,7 @@ def parse() -> argparse.Namespace:
 
 def main() -> None:
   args = parse()
+  size = "quick" if args.quick else args.size
   print(f"machine: {machine.describe()}", flush=True)
   for name in args.only.split(","):
     if name not in PARTS:
@@ -89,12 +90,12 @@ def main() -> None:
       continue
     print(f"\n== {name} (load {machine.load()})", flush=True)
     start = time.perf_counter()
-    part = part_args(PARTS[name], args.data_dir, "quick" if args.quick else args.size)
+    part = part_args(PARTS[name], args.data_dir, size)
     if name == "generate" and not bench_pgd.has_torch():
       part.impls = ",".join(i for i in part.impls.split(",") if not i.startswith("torch"))
     result = PARTS[name].run(part)
     result["seconds"] = round(time.perf_counter() - start, 1)
-    result["size"] = "quick" if args.quick else args.size
+    result["size"] = size
     print(f"-> {machine.write(args.results_dir, name, result)} ({result['seconds']:.0f} s)",
           flush=True)
 

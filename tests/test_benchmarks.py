@@ -189,3 +189,18 @@ def test_scale_child_reports_rounds_and_memory(medmnist_dir):
   assert out["host_peak_mib"] > 0 and out["noise_mib"] > 0
   fit = bench_scale.linear_fit([1, 2, 3], [2.0, 4.0, 6.0])
   assert abs(fit["slope"] - 2.0) < 1e-9 and fit["max_rel_residual"] < 1e-9
+
+
+@pytest.mark.parametrize("size,kernel", [(28, 3), (7, 3), (14, 1), (9, 7), (8, 2)])
+def test_phase_split_input_gradient_equals_xla(size, kernel):
+  """The stride-2 benchmark's contender computes XLA's input gradient, any size and kernel."""
+  import jax
+  import numpy as np
+  from benchmarks import stride2_input_gradient as s2
+  kx, kw, kg = jax.random.split(jax.random.key(size * 31 + kernel), 3)
+  x = jax.random.normal(kx, (2, size, size + 1, 3))
+  w = jax.random.normal(kw, (kernel, kernel, 3, 5))
+  pads = ((kernel // 2, (kernel - 1) // 2), (kernel // 2, kernel // 2))
+  g = jax.random.normal(kg, s2.forward(x, w, pads).shape)
+  np.testing.assert_allclose(s2.phase_split_input_gradient(g, w, x.shape, pads),
+                             s2.xla_input_gradient(x, w, g, pads), rtol=1e-4, atol=1e-4)
