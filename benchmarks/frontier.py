@@ -89,6 +89,32 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "random_class": ("random_noise", {"noise.mode": "class",
                                       "noise.random.support_from": "{seed_dir:salm_class}"}),
     "ops": ("ops", {}),
+    # Where the budget goes, model-free: random class-wise signs on a random class
+    # support (not SALM's) of 10%, and at the same 40 dB on 2.5% (ε = 16.1/255) and
+    # 1% (ε = 25.5/255) of the pixels; SALM at 1% for the last.
+    "random_class_rs": ("random_noise", {"noise.mode": "class"}),
+    "random_class_r025": ("random_noise", {"noise.mode": "class", "noise.mask_ratio": 0.025,
+                                           "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+    "random_class_r01": ("random_noise", {"noise.mode": "class", "noise.mask_ratio": 0.01,
+                                          "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+    "salm_class_r01": ("salm", {**_CLASS_SALM, "noise.mask_ratio": 0.01,
+                                "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+    # Model-free class patterns on the flattest 10% of the pixels (salm_jax/noise/
+    # flat_support.py): the support question, away from the salient pixels.
+    "flat_antipodal": ("flat", {"noise.flat.pattern": "antipodal"}),
+    "flat_onesided": ("flat", {"noise.flat.pattern": "onesided"}),
+    "flat_independent": ("flat", {"noise.flat.pattern": "independent"}),
+    # ... and at the default's 35 dB floor (ε = 14.3/255 on the same 10%).
+    "flat_antipodal_35db": ("flat", {"noise.flat.pattern": "antipodal", "noise.budget": "psnr",
+                                     "noise.target_psnr": 35.0}),
+    "flat_onesided_35db": ("flat", {"noise.flat.pattern": "onesided", "noise.budget": "psnr",
+                                    "noise.target_psnr": 35.0}),
+    # Class-wise error-MAXIMIZING noise on the same kind of 10% class support, from a
+    # surrogate trained 200 steps on clean images (salm_jax/noise/adversarial.py), and
+    # its control: random signs on that run's own support.
+    "adv_class": ("adversarial", {}),
+    "random_adv": ("random_noise", {"noise.mode": "class",
+                                    "noise.random.support_from": "{seed_dir:adv_class}"}),
 }
 
 _DATASET = flags.DEFINE_string("dataset", "breastmnist", "MedMNIST flag (28 px).")
@@ -102,6 +128,9 @@ _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Names from VARIANTS."
 _ARCHS = flags.DEFINE_list("archs", None, "Victims (default: the config's evaluation.archs).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/frontier", "Where protected copies go.")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Rows file (resumable); required.")
+_DEFENSE = flags.DEFINE_string("defense", "none",
+                               "A defense the victims train with (salm_jax.evaluation.defenses "
+                               "spec, e.g. 'crop_pad+hflip'); recorded in each row.")
 _SET = flags.DEFINE_multi_string("set", [], "Extra override for every variant: field=value.")
 
 
@@ -114,8 +143,7 @@ def variant_config(name: str, dataset: str, seed: int, workdir: str):
   config.dataset.data_dir = os.path.abspath(_DATA_DIR.value)
   config.dataset.download = False
   config.tensorboard = False
-  extra = dict(s.split("=", 1) for s in _SET.value)
-  for field, value in {**overrides, **extra}.items():
+  for field, value in {**overrides, **_extra()}.items():
     if isinstance(value, str) and value.startswith("{seed_dir:"):
       value = os.path.abspath(os.path.join(workdir, value[len("{seed_dir:"):-1], f"seed{seed}",
                                            wd.PROTECTED))
@@ -134,6 +162,22 @@ def _assign(config, field: str, value) -> None:
   node[leaf] = value
 
 
+def _needs(name: str) -> list[str]:
+  """Variants whose protected copy `name` reads ('{seed_dir:NAME}' in its overrides).
+
+  They are made first when missing, so a control runs even where its SALM
+  run's rows were resumed from an earlier machine and its files were not.
+  """
+  overrides = (VARIANTS[name] or ("", {}))[1]
+  return [v[len("{seed_dir:"):-1] for f, v in overrides.items()
+          if isinstance(v, str) and v.startswith("{seed_dir:") and f not in _extra()]
+
+
+def _extra() -> dict[str, str]:
+  """The --set overrides, field -> value string; they win over a variant's own."""
+  return dict(s.split("=", 1) for s in _SET.value)
+
+
 def protected_copy(name: str, config, workdir: str):
   """(dataset the victims train on, distortion stats, generation seconds) for one variant."""
   if VARIANTS[name] is None:
@@ -150,7 +194,7 @@ def victim_row(ds, config, arch: str, seed: int) -> dict:
   cfg = config.evaluation
   out = victim.train_victim(ds.splits["train"], ds.splits["val"], ds.splits["test"],
                             task=ds.task, num_classes=ds.num_classes, arch=arch, cfg=cfg,
-                            key=jax.random.PRNGKey(seed))
+                            defense=_DEFENSE.value, key=jax.random.PRNGKey(seed))
   return {"last": out["last"], "best_val": out["best_val"], "seconds": out["seconds"]}
 
 
@@ -163,22 +207,28 @@ def main(argv):
     raise app.UsageError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
   compile_cache.enable()  # as the entry points: victims compile once across runs
   rows = wd.read_json(_JSON_OUT.value)["rows"] if os.path.exists(_JSON_OUT.value) else []
-  done = {(r["variant"], r["seed"], r["arch"]) for r in rows}
+  defense = _DEFENSE.value
+  done = {(r["variant"], r["seed"], r["arch"]) for r in rows
+          if r.get("defense", "none") == defense}
   for seed in (int(s) for s in _SEEDS.value):  # seeds outermost: a cut-short run has seed 0
     for name in _VARIANTS.value:
-      workdir = os.path.join(_WORKDIR.value, _DATASET.value, name, f"seed{seed}")
-      config = variant_config(name, _DATASET.value, seed,
-                              os.path.join(_WORKDIR.value, _DATASET.value))
+      root = os.path.join(_WORKDIR.value, _DATASET.value)
+      workdir = os.path.join(root, name, f"seed{seed}")
+      config = variant_config(name, _DATASET.value, seed, root)
       archs = _ARCHS.value or list(config.evaluation.archs)
       if all((name, seed, a) in done for a in archs):
         continue
       t0 = time.time()
+      for needed in _needs(name):  # e.g. the SALM run whose support a control reuses
+        protected_copy(needed, variant_config(needed, _DATASET.value, seed, root),
+                       os.path.join(root, needed, f"seed{seed}"))
       ds, stats, gen_seconds = protected_copy(name, config, workdir)
       logging.info("%s seed %d: protected copy ready in %.0f s", name, seed, time.time() - t0)
       for arch in archs:
         if (name, seed, arch) in done:
           continue
-        row = {"dataset": _DATASET.value, "size": _SIZE.value, "variant": name, "seed": seed, "arch": arch,
+        row = {"dataset": _DATASET.value, "size": _SIZE.value, "variant": name, "seed": seed,
+               "arch": arch, "defense": defense,
                "distortion": stats, "generator_seconds": gen_seconds,
                "overrides": (VARIANTS[name] or ("clean", {}))[1],
                "victim": {"epochs": config.evaluation.epochs,

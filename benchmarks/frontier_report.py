@@ -27,11 +27,23 @@ _OUT_PNG = flags.DEFINE_string("out_png", None, "The frontier figure (optional).
 _ARCHS = flags.DEFINE_list("archs", None, "Only these victims (default: every one in the rows).")
 
 
+def latest_rows(rows: list[dict]) -> list[dict]:
+  """One row per (variant, seed, victim, defense): a later file's row replaces an earlier one.
+
+  A rerun (a control regenerated with the SALM run it reads, on another
+  machine) is listed after the first run, and only the rerun is averaged.
+  """
+  key = lambda r: (r["variant"], r["seed"], r["arch"], r.get("defense", "none"))
+  latest = {key(r): r for r in rows}
+  return [r for r in rows if latest[key(r)] is r]
+
+
 def summarize(rows: list[dict]) -> dict[str, dict]:
   """variant -> {'archs': {arch: {auc/acc: (mean, std, n)}}, 'zoo': ..., 'distortion': ...}."""
   by_variant = collections.defaultdict(list)
-  for r in rows:
-    by_variant[r["variant"]].append(r)
+  for r in rows:  # victims trained with a defense are a variant of their own
+    defense = r.get("defense", "none")
+    by_variant[r["variant"] + ("" if defense == "none" else f" [{defense}]")].append(r)
   common = _common_victims(by_variant)
   out = {}
   for name, rs in by_variant.items():
@@ -145,7 +157,8 @@ def main(argv):
   del argv
   files = [wd.read_json(p) for p in _JSON.value]
   data = {"machine": files[0]["machine"],
-          "rows": [r for f in files for r in f["rows"] if not _ARCHS.value or r["arch"] in _ARCHS.value]}
+          "rows": latest_rows([r for f in files for r in f["rows"]
+                               if not _ARCHS.value or r["arch"] in _ARCHS.value])}
   summary = summarize(data["rows"])
   text = markdown(summary)
   if _OUT_MD.value:

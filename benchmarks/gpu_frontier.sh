@@ -5,8 +5,9 @@
 # control, seeds 0-2 (one process per seed, side by side on the one GPU), each
 # protected copy tested on the whole zoo at full width with MedMNIST's
 # 100-epoch recipe (`benchmarks/frontier.py --size=full`).
-# PneumoniaMNIST: clean and class-wise SALM, seeds 0-2, ResNet-18 and the
-# small CNN (8.6x the images: the rest did not fit a 15-minute GPU loan).
+# PneumoniaMNIST: clean and class-wise SALM, seeds 0-2 (one process per seed
+# too), ResNet-18 and the small CNN (8.6x the images: the rest did not fit a
+# 15-minute GPU loan).
 #
 # Run from the repo root on the GPU machine:
 #   OUT=<folder for the JSON> DATA=<folder of the MedMNIST npz files> \
@@ -36,7 +37,7 @@ python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.
 
 ZOO=${ZOO:-small_cnn,resnet18,vgg16,vit_small,resnet50,densenet121}
 BREAST=${BREAST:-clean,salm_class,em,ops,random_class}
-PNEUMONIA=${PNEUMONIA:-clean,salm_class}
+PNEUMONIA=${PNEUMONIA-clean,salm_class}   # empty: no PneumoniaMNIST rows
 PNEUMONIA_ZOO=${PNEUMONIA_ZOO:-resnet18,small_cnn}
 run() {  # dataset seeds variants archs
   timeout "$LIMIT" python3 -m benchmarks.frontier --size=full --dataset="$1" --seeds="$2" \
@@ -46,8 +47,8 @@ run() {  # dataset seeds variants archs
 }
 for s in 0 1 2; do
   run breastmnist "$s" "$BREAST" "$ZOO" &
+  [ -n "$PNEUMONIA" ] && run pneumoniamnist "$s" "$PNEUMONIA" "$PNEUMONIA_ZOO" &
 done
-run pneumoniamnist 0,1,2 "$PNEUMONIA" "$PNEUMONIA_ZOO" &
 wait
 grep -h -E "AUC|Error|error" /tmp/logs/*.log | tail -n 150
 cp "$ROWS"/*.json "$OUT"/

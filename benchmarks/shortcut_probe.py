@@ -7,8 +7,11 @@ with the CPU config's recipe and tested on the clean test split. If a victim
 ignores even a pattern that is identical across a class, no sparse noise of
 that budget can be expected to stop it.
 
-Patterns (binary tasks), on a support of `--blocks`×`--blocks` squares
-covering 10% of the pixels at random places (seeded):
+Patterns (binary tasks), on a support covering 10% of the pixels: with
+`--support=random` (default), `--blocks`×`--blocks` squares at random places
+(seeded); with `--support=smooth`, the single pixels where the training
+images are locally flattest (lowest mean |x − 3×3 mean|, one support for
+every image), where a pattern should stand out most from the image itself:
   signs     random ±1 per pixel for class 0, the opposite for class 1
   texture   a checkerboard for class 0, vertical stripes for class 1
   onesided  a checkerboard for class 0, nothing for class 1
@@ -37,6 +40,8 @@ _PATTERNS = flags.DEFINE_list("patterns", ["signs", "texture", "onesided"], "Pat
 _EPS = flags.DEFINE_list("eps", ["8"], "Amplitudes in uint8 units.")
 _ARCHS = flags.DEFINE_list("archs", ["small_cnn"], "Victims (CPU zoo sizes).")
 _BLOCKS = flags.DEFINE_integer("blocks", 4, "Side of the support's squares (pixels).")
+_SUPPORT = flags.DEFINE_enum("support", "random", ["random", "smooth"],
+                             "Where the pattern goes (see the module docstring).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the support, the signs and the victims.")
 _DATA_DIR = flags.DEFINE_string("data_dir", _DEFAULT_DATA, "Folder of breastmnist.npz.")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Rows file (appended to, resumable).")
@@ -51,9 +56,23 @@ def support(rng: np.random.Generator, size: int, fraction: float, block: int) ->
   return mask
 
 
-def pattern(name: str, rng: np.random.Generator, size: int, block: int) -> np.ndarray:
+def smooth_support(images: np.ndarray, fraction: float) -> np.ndarray:
+  """bool (H, W): the `fraction` of pixels with the lowest mean local high-pass energy."""
+  x = images.astype(np.float32).reshape(images.shape[:3])
+  padded = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
+  h, w = x.shape[1:]
+  local = sum(padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9.0
+  energy = np.abs(x - local).mean(0)
+  k = int(np.ceil(fraction * h * w))
+  mask = np.zeros(h * w, bool)
+  mask[np.argsort(energy, axis=None)[:k]] = True
+  return mask.reshape(h, w)
+
+
+def pattern(name: str, rng: np.random.Generator, size: int, block: int,
+            mask: np.ndarray | None = None) -> np.ndarray:
   """(2, size, size) in {-1, 0, 1}: the pattern of class 0 and of class 1."""
-  mask = support(rng, size, 0.1, block)
+  mask = support(rng, size, 0.1, block) if mask is None else mask
   yy, xx = np.mgrid[:size, :size]
   checker = np.where((yy + xx) % 2 == 0, 1, -1)
   if name == "signs":
@@ -69,7 +88,8 @@ def pattern(name: str, rng: np.random.Generator, size: int, block: int) -> np.nd
 def run_one(ds, name: str, eps: int, arch: str) -> dict:
   rng = np.random.default_rng(_SEED.value)
   train = ds.splits["train"]
-  pat = pattern(name, rng, ds.image_size, _BLOCKS.value)[train.labels[:, 0]]
+  mask = smooth_support(train.images, 0.1) if _SUPPORT.value == "smooth" else None
+  pat = pattern(name, rng, ds.image_size, _BLOCKS.value, mask)[train.labels[:, 0]]
   clean = train.images.astype(np.int16)
   noisy = np.clip(clean + eps * pat.reshape(clean.shape), 0, 255).astype(np.uint8)
   cfg = salm_config.get_config("breastmnist").evaluation
@@ -77,7 +97,8 @@ def run_one(ds, name: str, eps: int, arch: str) -> dict:
                             task=ds.task, num_classes=ds.num_classes, arch=arch, cfg=cfg,
                             key=jax.random.PRNGKey(_SEED.value))
   return {"pattern": name, "eps": eps, "arch": arch, "seed": _SEED.value,
-          "blocks": _BLOCKS.value, "distortion": utility.image_stats(train.images, noisy),
+          "blocks": _BLOCKS.value if _SUPPORT.value == "random" else 1,
+          "support": _SUPPORT.value, "distortion": utility.image_stats(train.images, noisy),
           "last": out["last"], "seconds": out["seconds"]}
 
 
@@ -86,18 +107,21 @@ def main(argv):
   ds = load_dataset("breastmnist", data_dir=_DATA_DIR.value, download=False)
   path = _JSON_OUT.value
   rows = wd.read_json(path)["rows"] if path and os.path.exists(path) else []
-  done = {(r["pattern"], r["eps"], r["arch"], r["seed"], r["blocks"]) for r in rows}
+  key = lambda r: (r["pattern"], r["eps"], r["arch"], r["seed"], r["blocks"],
+                   r.get("support", "random"))
+  done = {key(r) for r in rows}
+  blocks = _BLOCKS.value if _SUPPORT.value == "random" else 1
   for name in _PATTERNS.value:
     for eps in (int(e) for e in _EPS.value):
       for arch in _ARCHS.value:
-        if (name, eps, arch, _SEED.value, _BLOCKS.value) in done:
+        if (name, eps, arch, _SEED.value, blocks, _SUPPORT.value) in done:
           continue
         row = run_one(ds, name, eps, arch)
         rows.append(atomic.to_jsonable(row))
         if path:
           atomic.write_json(path, {"rows": rows})
         d = row["distortion"]
-        print(f"{name:9s} ±{eps:3d}/255 {arch:11s} PSNR {d['psnr']:.2f} changed "
+        print(f"{name:9s} {_SUPPORT.value:6s} ±{eps:3d}/255 {arch:11s} PSNR {d['psnr']:.2f} changed "
               f"{d['frac_changed']:.3f}  test AUC {row['last']['auc']:.3f} "
               f"ACC {row['last']['acc']:.3f}", flush=True)
 

@@ -21,7 +21,7 @@ from 10 s (small CNN) to 10 minutes (DenseNet-121); pass
 import ml_collections
 
 from salm_jax import data, evaluation
-from salm_jax.noise import generator, ops, random_noise, surrogate
+from salm_jax.noise import adversarial, flat_support, generator, ops, random_noise, surrogate
 
 
 def parse_arg(arg: str) -> tuple[str, str, int]:
@@ -45,9 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.dataset = data.default_config()
   config.noise = generator.default_config()
-  config.noise.method = "salm"        # salm (EM: configs/em.py), ops, random: noise/methods.py
+  config.noise.method = "salm"        # salm (EM: configs/em.py), ops, random, flat, adversarial
+                                      # (salm_jax/noise/methods.py)
   config.noise.ops = ops.default_config()                    # used by method='ops'
   config.noise.random = random_noise.default_config()        # used by method='random'
+  config.noise.flat = flat_support.default_config()          # used by method='flat'
+  config.noise.adversarial = adversarial.default_config()    # used by method='adversarial'
   config.surrogate = surrogate.default_config()
   config.evaluation = evaluation.default_config()
   config.sweep = ml_collections.ConfigDict(dict(

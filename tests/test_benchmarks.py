@@ -32,7 +32,8 @@ def test_clean_medmnist_writes_one_run_per_seed_and_dataset(medmnist_dir, tmp_pa
 def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   """Model-free variants, one tiny victim: rows land in the JSON, a rerun adds none."""
   out = tmp_path / "rows.json"
-  cmd = [sys.executable, "-m", "benchmarks.frontier", "--variants=clean,ops,random_class",
+  cmd = [sys.executable, "-m", "benchmarks.frontier",
+         "--variants=clean,ops,random_class,flat_antipodal",
          "--seeds=0", "--archs=small_cnn", f"--data_dir={medmnist_dir}", f"--json_out={out}",
          f"--workdir={tmp_path / 'runs'}", "--set=evaluation.epochs=1",
          "--set=noise.random.support_from=", "--set=evaluation.model_kwargs={'small_cnn': {'width': 4}}"]
@@ -43,10 +44,12 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   rows = json.loads(out.read_text())["rows"]
   assert [(r["variant"], r["arch"]) for r in rows] == [
-      ("clean", "small_cnn"), ("ops", "small_cnn"), ("random_class", "small_cnn")]
+      ("clean", "small_cnn"), ("ops", "small_cnn"), ("random_class", "small_cnn"),
+      ("flat_antipodal", "small_cnn")]
   ops = rows[1]["distortion"]
   assert ops["linf_uint8"] > 8 and 0 < ops["frac_changed"] < 0.01  # one pixel, unbounded
   assert rows[2]["distortion"]["linf_uint8"] == 8                   # ±8/255 signs
+  assert rows[3]["distortion"]["frac_changed"] == pytest.approx(0.101, abs=0.001)
   report = subprocess.run([sys.executable, "-m", "benchmarks.frontier_report", f"--json={out}",
                            f"--out_md={tmp_path / 't.md'}", f"--out_png={tmp_path / 'f.png'}"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -74,6 +77,31 @@ def test_frontier_full_size_is_the_paper_config():
   assert width == 64 and epochs == 100 and len(archs) == 6 and "small_cnn" in archs
   assert mode == "class" and ratio == 0.1   # the variant's overrides on top
   assert em_ratio == 1.0 and seed == 1
+
+
+def test_frontier_makes_the_run_a_control_reads_first():
+  """A control's '{seed_dir:NAME}' names a run it needs, unless --set replaces that field."""
+  code = ("from absl import flags; from benchmarks import frontier; "
+          "flags.FLAGS(['frontier']); a = frontier._needs('random_class'); "
+          "flags.FLAGS(['frontier', '--set=noise.random.support_from=']); "
+          "print(a, frontier._needs('random_class'), frontier._needs('salm_class'))")
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.splitlines()[-1] == "['salm_class'] [] []"
+
+
+def test_report_keeps_the_latest_row_of_a_rerun():
+  code = ("from benchmarks import frontier_report as f; "
+          "r = lambda v, a, **k: dict(variant=v, seed=0, arch='x', auc=a, **k); "
+          "rows = [r('s', 1), r('c', 2), r('s', 3), r('s', 4, defense='jpeg')]; "
+          "print([x['auc'] for x in f.latest_rows(rows)])")
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.splitlines()[-1] == "[2, 3, 4]"
 
 
 def test_suite_sizes_change_only_known_arguments():

@@ -154,7 +154,7 @@ _PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "saliency_redu
                "mask_schedule", "support")
 
 
-def _steps_for(sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict) -> "_Steps":
+def compiled_steps(sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict) -> "_Steps":
   return _cached_steps(sur, tuple((f, noise[f]) for f in _PGD_FIELDS))
 
 
@@ -199,7 +199,7 @@ class _Steps:
 
 
 @dataclasses.dataclass
-class _Run:
+class Run:
   """Host-side state of one generator run (everything a checkpoint holds)."""
   state: Any
   delta: np.ndarray          # (N | G, H, W, C)
@@ -233,13 +233,13 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   sur, state = surrogate_lib.create(config.surrogate, task=task, num_classes=num_classes,
                                     in_channels=images.shape[-1], image_size=images.shape[1],
                                     seed=config.seed)
-  steps = _steps_for(sur, noise)
+  steps = compiled_steps(sur, noise)
   key = jax.random.PRNGKey(config.seed)
   groups = labels[:, 0].astype(np.int32) if noise.mode == "class" else None
-  run = _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
+  run = start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
   run.state = sharding.replicate(mesh, run.state)
   if run.next_round == 0:
-    run = _prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups, key)
+    run = prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups, key)
   stopped = bool(run.history) and _should_stop(noise, run.history)
   for r in range(run.next_round, noise.max_rounds):
     if stopped:
@@ -259,7 +259,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
       checkpointing.save(checkpoint_dir, r, surrogate_state=run.state,
                          arrays=_arrays(run), history=run.history)
-  delta, masks = _per_sample(run, images, groups)
+  delta, masks = per_sample(run, images, groups)
   return GeneratorResult(delta=delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state)
@@ -270,17 +270,17 @@ def _should_stop(noise, history: list[dict]) -> bool:
   return len(history) >= noise.min_rounds and history[-1]["accuracy"] >= noise.stop_accuracy
 
 
-def _arrays(run: _Run) -> dict[str, np.ndarray]:
+def _arrays(run: Run) -> dict[str, np.ndarray]:
   return {"delta": run.delta, "union": run.union, "fixed_mask": run.fixed_mask}
 
 
-def _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir) -> _Run:
+def start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir) -> Run:
   """Fresh noise and surrogate, or the newest checkpoint in `checkpoint_dir`."""
   last = checkpointing.latest_round(checkpoint_dir) if checkpoint_dir else None
   if last is not None:
     state, arrays, history = checkpointing.restore(checkpoint_dir, last, surrogate_template=state)
     logging.info("Resuming from the checkpoint of round %d in %s.", last + 1, checkpoint_dir)
-    return _Run(state, arrays["delta"], arrays["union"], arrays["fixed_mask"], history, last + 1)
+    return Run(state, arrays["delta"], arrays["union"], arrays["fixed_mask"], history, last + 1)
   n = num_classes if groups is not None else len(images)
   shape = (n,) + images.shape[1:]
   use_uniform = noise.init == "uniform" or (noise.init == "auto" and noise.mask_ratio >= 1.0)
@@ -292,11 +292,11 @@ def _start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_
   else:
     delta = np.zeros(shape, np.float32)
   masks = np.zeros(shape[:3], bool)
-  return _Run(state, delta, masks, masks.copy(), [], 0)
+  return Run(state, delta, masks, masks.copy(), [], 0)
 
 
-def _prepare(steps: "_Steps", noise, sur_cfg, mesh, run: _Run, images, labels, groups,
-             key) -> _Run:
+def prepare(steps: "_Steps", noise, sur_cfg, mesh, run: Run, images, labels, groups,
+            key) -> Run:
   """Before round 0: pretrain on clean images, choose the fixed masks, put the sign init on them.
 
   A 'fixed' mask is only as good as the saliency it is ranked by: from an
@@ -355,8 +355,8 @@ def _train_batches(n: int, batch: int, steps: int, key) -> np.ndarray:
   return np.concatenate(perms)[:needed].reshape(steps, batch)
 
 
-def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, groups, key,
-               r: int, progress: bool) -> _Run:
+def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: Run, images, labels, groups, key,
+               r: int, progress: bool) -> Run:
   """Surrogate training, then a PGD round over all samples, then accuracy on x + δ."""
   start = time.time()
   ndev = mesh.devices.size
@@ -368,8 +368,8 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, g
   if sur_cfg.get("bn_recalibration"):
     state = _recalibrate(steps, mesh, state, images, run, groups, sur_cfg.bn_recalibration, key)
   run = dataclasses.replace(run, state=state)
-  _pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress)
-  accuracy = _accuracy(steps, noise, mesh, run, images, labels, groups)
+  pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress)
+  accuracy = surrogate_accuracy(steps, noise, mesh, run, images, labels, groups)
   magnitude = np.abs(run.delta)  # the round's one full-size copy of the noise (bench_scale)
   record = {"round": r + 1, "accuracy": accuracy,
             "train_loss": float(train_metrics["loss"]),
@@ -380,7 +380,7 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: _Run, images, labels, g
   return dataclasses.replace(run, history=run.history + [record], next_round=r + 1)
 
 
-def _recalibrate(steps: _Steps, mesh, state, images, run: _Run, groups, count: int, key):
+def _recalibrate(steps: _Steps, mesh, state, images, run: Run, groups, count: int, key):
   """Exact BatchNorm statistics on `count` random perturbed training images."""
   idx = _recalibration_images(len(images), count, mesh, key)
   delta = run.delta[groups[idx]] if groups is not None else run.delta[idx]
@@ -415,7 +415,7 @@ def _batches(n: int, batch: int):
     yield idx, min(batch, n - start)
 
 
-def _pgd_pass(steps: _Steps, noise, mesh, run: _Run, images, labels, groups, r, progress):
+def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, progress):
   """Updates run.delta / run.union in place, one compiled PGD round per batch."""
   n = len(images)
   batch = _pgd_batch(noise, mesh, n)
@@ -445,7 +445,7 @@ def _pgd_pass(steps: _Steps, noise, mesh, run: _Run, images, labels, groups, r, 
   bar.close()
 
 
-def _accuracy(steps: _Steps, noise, mesh, run: _Run, images, labels, groups) -> float:
+def surrogate_accuracy(steps: _Steps, noise, mesh, run: Run, images, labels, groups) -> float:
   n = len(images)
   batch = _pgd_batch(noise, mesh, n)
   total = 0.0
@@ -471,7 +471,7 @@ def _clean_masks(steps: _Steps, noise, mesh, state, images, labels, groups, num)
   return np.asarray(masks_lib.topk_mask(jnp.asarray(sal), float(noise.mask_ratio)))
 
 
-def _per_sample(run: _Run, images, groups) -> tuple[np.ndarray, np.ndarray]:
+def per_sample(run: Run, images, groups) -> tuple[np.ndarray, np.ndarray]:
   """Per-sample δ with x + δ in [0, 1] (class-wise noise expanded by label) and masks."""
   if groups is None:
     return run.delta.astype(np.float32), run.union.copy()

@@ -9,6 +9,9 @@ generator:
   salm     `generator.generate`: SALM; EM is mask_ratio = 1 (configs/em.py)
   ops      `ops.py`: One-Pixel Shortcut (Wu et al., ICLR 2023), model-free
   random   `random_noise.py`: random ±ε signs on SALM's (or a random) support
+  flat     `flat_support.py`: class-wise ±ε patterns on the flattest pixels, model-free
+  adversarial `adversarial.py`: class-wise error-*maximizing* noise on SALM's
+           class support, from a surrogate trained on clean images (no min-min)
 
 Model-free methods make their noise in one pass: they train no surrogate
 (`surrogate`, `surrogate_state` are None), write no checkpoints and no
@@ -23,6 +26,8 @@ import ml_collections
 import numpy as np
 
 from salm_jax import tasks
+from salm_jax.noise import adversarial
+from salm_jax.noise import flat_support
 from salm_jax.noise import generator
 from salm_jax.noise import ops
 from salm_jax.noise import random_noise
@@ -38,10 +43,12 @@ class ModelFreeResult(generator.GeneratorResult):
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """How a method makes noise, and the L∞ bound its noise obeys (float pixel units)."""
+  """How a method makes noise, the L∞ bound its noise obeys (float pixel units), and its
+  config-only checks (`check(config.noise)`, run before a stage writes anything)."""
   generate: Callable[..., generator.GeneratorResult]
   linf_bound: Callable[[ml_collections.ConfigDict], float]
   model_free: bool
+  check: Callable[[ml_collections.ConfigDict], None] = lambda noise: None
 
 
 def _salm(config, images, labels, **kwargs) -> generator.GeneratorResult:
@@ -65,12 +72,18 @@ def _model_free(make_noise) -> Callable[..., ModelFreeResult]:
 
 
 METHODS: dict[str, Method] = {
-    "salm": Method(_salm, lambda config: float(config.noise.epsilon), model_free=False),
+    "salm": Method(_salm, lambda config: float(config.noise.epsilon), model_free=False,
+                   check=generator.check_settings),
     "ops": Method(_model_free(ops.make_noise),
                   lambda config: float(config.noise.get("ops", ops.default_config()).epsilon),
                   model_free=True),
     "random": Method(_model_free(random_noise.make_noise),
                      lambda config: float(config.noise.epsilon), model_free=True),
+    "flat": Method(_model_free(flat_support.make_noise),
+                   lambda config: float(config.noise.epsilon), model_free=True,
+                   check=flat_support.check_config),
+    "adversarial": Method(adversarial.generate, lambda config: float(config.noise.epsilon),
+                          model_free=False, check=adversarial.check_settings),
 }
 
 
@@ -87,10 +100,7 @@ def get(name: str) -> Method:
 
 def check_settings(config: ml_collections.ConfigDict) -> None:
   """The method's config-only checks, run before a stage writes anything."""
-  name = method_name(config)
-  get(name)
-  if name == "salm":
-    generator.check_settings(config.noise)
+  get(method_name(config)).check(config.noise)
 
 
 def linf_bound(config: ml_collections.ConfigDict) -> float:
