@@ -127,17 +127,17 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
   clean = summary.get("clean", {}).get("zoo", {}).get("auc")
-  for name, v in summary.items():
+  points = [(n, v) for n, v in summary.items() if n != "clean" and v["distortion"]["psnr"][2]]
+  colours = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
+  for i, (name, v) in enumerate(points):  # one colour per variant, the same on both axes
     auc, d = v["zoo"]["auc"], v["distortion"]
-    if name == "clean" or not d["psnr"][2]:
-      continue
     for ax, key in zip(axes, ("psnr", "frac_changed")):
       ax.errorbar(d[key][0], auc[0], xerr=d[key][1], yerr=auc[1], fmt="o", capsize=3,
-                  label=name)
-      ax.annotate(name, (d[key][0], auc[0]), fontsize=7, xytext=(4, 3),
-                  textcoords="offset points")
+                  color=colours(i % colours.N), label=name if ax is axes[1] else None)
+    axes[0].annotate(name, (d["psnr"][0], auc[0]), fontsize=7, xytext=(4, 3),
+                     textcoords="offset points")
   for ax, xlabel in zip(axes, ("PSNR of the written file (dB)", "fraction of pixels changed")):
     if clean:
       ax.axhline(clean[0], color="gray", ls="--", lw=1, label="clean victims")
@@ -145,7 +145,7 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("victim test AUC, mean over the common victims")
-  axes[1].legend(fontsize=7, loc="best")
+  axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   with atomic.atomic_open(path) as f:

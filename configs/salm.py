@@ -100,7 +100,10 @@ def sparse_class_noise(config) -> None:
   sparsest setting we measured, not one that meets every target: the small
   CNN victim is not fooled by any sparse noise we tried, and at paper size
   on a GPU random signs on this same support protect better than the
-  optimized ones (docs/RESULTS.md) — the next thing to fix.
+  optimized ones, after 3 or 10 rounds and with either surrogate
+  (docs/RESULTS.md). It stays the default because what beats it there
+  either needs its support (the random control) or is undone by a
+  center-cropping victim that this noise survives (`configs/flat.py`).
   """
   config.noise.update(dict(mode="class", mask_schedule="fixed", support="strict",
                            mask_ratio=0.1, init="sign", pretrain_steps=40,

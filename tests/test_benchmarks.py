@@ -46,6 +46,13 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   assert [(r["variant"], r["arch"]) for r in rows] == [
       ("clean", "small_cnn"), ("ops", "small_cnn"), ("random_class", "small_cnn"),
       ("flat_antipodal", "small_cnn")]
+  assert all(r["defense"] == "none" for r in rows)
+  proc = subprocess.run(cmd + ["--defense=crop_pad+hflip", "--variants=clean"], cwd=REPO_ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  rows = json.loads(out.read_text())["rows"]  # a defended victim is a row of its own
+  assert [(r["variant"], r["defense"]) for r in rows[3:]] == [
+      ("flat_antipodal", "none"), ("clean", "crop_pad+hflip")]
   ops = rows[1]["distortion"]
   assert ops["linf_uint8"] > 8 and 0 < ops["frac_changed"] < 0.01  # one pixel, unbounded
   assert rows[2]["distortion"]["linf_uint8"] == 8                   # ±8/255 signs
@@ -56,6 +63,7 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   assert report.returncode == 0, report.stderr[-3000:]
   table = (tmp_path / "t.md").read_text()
   assert "| ops | 0 |" in table and (tmp_path / "f.png").stat().st_size > 0
+  assert "| clean [crop_pad+hflip] | 0 |" in table
 
 
 def test_frontier_full_size_is_the_paper_config():
