@@ -9,6 +9,10 @@ Each round (EM's loop, Huang et al. 2021, with SALM's masked steps):
 Round r draws its randomness from fold_in(key, r), and a checkpoint holds
 everything else, so a run resumed from a checkpoint ends exactly where an
 uninterrupted run ends.
+
+The pieces of a run (`compiled_steps`, `start_or_resume`, `prepare`,
+`pgd_pass`, `surrogate_accuracy`, `per_sample`) are public so that a method
+built from them (`adversarial.py`) needs no branch in this loop.
 """
 from __future__ import annotations
 
