@@ -144,8 +144,8 @@ def variant_config(name: str, dataset: str, seed: int, workdir: str):
   config.dataset.download = False
   config.tensorboard = False
   for field, value in {**overrides, **_extra()}.items():
-    if isinstance(value, str) and value.startswith("{seed_dir:"):
-      value = os.path.abspath(os.path.join(workdir, value[len("{seed_dir:"):-1], f"seed{seed}",
+    if _seed_dir_of(value):
+      value = os.path.abspath(os.path.join(workdir, _seed_dir_of(value), f"seed{seed}",
                                            wd.PROTECTED))
     _assign(config, field, value)
   return config
@@ -169,8 +169,13 @@ def _needs(name: str) -> list[str]:
   run's rows were resumed from an earlier machine and its files were not.
   """
   overrides = (VARIANTS[name] or ("", {}))[1]
-  return [v[len("{seed_dir:"):-1] for f, v in overrides.items()
-          if isinstance(v, str) and v.startswith("{seed_dir:") and f not in _extra()]
+  return [_seed_dir_of(v) for f, v in overrides.items() if _seed_dir_of(v) and f not in _extra()]
+
+
+def _seed_dir_of(value) -> str | None:
+  """NAME for an override value '{seed_dir:NAME}', else None."""
+  prefix = "{seed_dir:"
+  return value[len(prefix):-1] if isinstance(value, str) and value.startswith(prefix) else None
 
 
 def _extra() -> dict[str, str]:
@@ -210,9 +215,9 @@ def main(argv):
   defense = _DEFENSE.value
   done = {(r["variant"], r["seed"], r["arch"]) for r in rows
           if r.get("defense", "none") == defense}
+  root = os.path.join(_WORKDIR.value, _DATASET.value)
   for seed in (int(s) for s in _SEEDS.value):  # seeds outermost: a cut-short run has seed 0
     for name in _VARIANTS.value:
-      root = os.path.join(_WORKDIR.value, _DATASET.value)
       workdir = os.path.join(root, name, f"seed{seed}")
       config = variant_config(name, _DATASET.value, seed, root)
       archs = _ARCHS.value or list(config.evaluation.archs)

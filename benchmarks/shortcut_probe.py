@@ -10,8 +10,9 @@ that budget can be expected to stop it.
 Patterns (binary tasks), on a support covering 10% of the pixels: with
 `--support=random` (default), `--blocks`×`--blocks` squares at random places
 (seeded); with `--support=smooth`, the single pixels where the training
-images are locally flattest (lowest mean |x − 3×3 mean|, one support for
-every image), where a pattern should stand out most from the image itself:
+images are locally flattest (`salm_jax.noise.flat_support.flat_support`, one
+support for every image), where a pattern should stand out most from the
+image itself:
   signs     random ±1 per pixel for class 0, the opposite for class 1
   texture   a checkerboard for class 0, vertical stripes for class 1
   onesided  a checkerboard for class 0, nothing for class 1
@@ -33,6 +34,7 @@ from salm_jax import workdir as wd
 from salm_jax.data import load_dataset
 from salm_jax.data.dataset import Split
 from salm_jax.evaluation import utility, victim
+from salm_jax.noise import flat_support
 
 _DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                              "data", "medmnist")
@@ -56,17 +58,9 @@ def support(rng: np.random.Generator, size: int, fraction: float, block: int) ->
   return mask
 
 
-def smooth_support(images: np.ndarray, fraction: float) -> np.ndarray:
-  """bool (H, W): the `fraction` of pixels with the lowest mean local high-pass energy."""
-  x = images.astype(np.float32).reshape(images.shape[:3])
-  padded = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
-  h, w = x.shape[1:]
-  local = sum(padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9.0
-  energy = np.abs(x - local).mean(0)
-  k = int(np.ceil(fraction * h * w))
-  mask = np.zeros(h * w, bool)
-  mask[np.argsort(energy, axis=None)[:k]] = True
-  return mask.reshape(h, w)
+def _blocks() -> int:
+  """The square side a row records: 1 for the single pixels of the smooth support."""
+  return _BLOCKS.value if _SUPPORT.value == "random" else 1
 
 
 def pattern(name: str, rng: np.random.Generator, size: int, block: int,
@@ -88,7 +82,8 @@ def pattern(name: str, rng: np.random.Generator, size: int, block: int,
 def run_one(ds, name: str, eps: int, arch: str) -> dict:
   rng = np.random.default_rng(_SEED.value)
   train = ds.splits["train"]
-  mask = smooth_support(train.images, 0.1) if _SUPPORT.value == "smooth" else None
+  mask = (flat_support.flat_support(train.images[..., None], 0.1)
+          if _SUPPORT.value == "smooth" else None)
   pat = pattern(name, rng, ds.image_size, _BLOCKS.value, mask)[train.labels[:, 0]]
   clean = train.images.astype(np.int16)
   noisy = np.clip(clean + eps * pat.reshape(clean.shape), 0, 255).astype(np.uint8)
@@ -96,8 +91,7 @@ def run_one(ds, name: str, eps: int, arch: str) -> dict:
   out = victim.train_victim(Split(noisy, train.labels), ds.splits["val"], ds.splits["test"],
                             task=ds.task, num_classes=ds.num_classes, arch=arch, cfg=cfg,
                             key=jax.random.PRNGKey(_SEED.value))
-  return {"pattern": name, "eps": eps, "arch": arch, "seed": _SEED.value,
-          "blocks": _BLOCKS.value if _SUPPORT.value == "random" else 1,
+  return {"pattern": name, "eps": eps, "arch": arch, "seed": _SEED.value, "blocks": _blocks(),
           "support": _SUPPORT.value, "distortion": utility.image_stats(train.images, noisy),
           "last": out["last"], "seconds": out["seconds"]}
 
@@ -110,11 +104,10 @@ def main(argv):
   key = lambda r: (r["pattern"], r["eps"], r["arch"], r["seed"], r["blocks"],
                    r.get("support", "random"))
   done = {key(r) for r in rows}
-  blocks = _BLOCKS.value if _SUPPORT.value == "random" else 1
   for name in _PATTERNS.value:
     for eps in (int(e) for e in _EPS.value):
       for arch in _ARCHS.value:
-        if (name, eps, arch, _SEED.value, blocks, _SUPPORT.value) in done:
+        if (name, eps, arch, _SEED.value, _blocks(), _SUPPORT.value) in done:
           continue
         row = run_one(ds, name, eps, arch)
         rows.append(atomic.to_jsonable(row))

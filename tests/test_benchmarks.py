@@ -66,22 +66,27 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   assert "| clean [crop_pad+hflip] | 0 |" in table
 
 
-def test_frontier_full_size_is_the_paper_config():
-  """--size=full builds each variant from the ',full' config: wide surrogate, 100-epoch zoo.
+def _last_line_of_python(code: str) -> str:
+  """Runs `python -c code` from the repo root and returns its last line of stdout.
 
-  In a subprocess: the frontier's absl flags would clash with the entry points' in this one.
+  In a subprocess: the benchmarks' absl flags would clash with the entry points' in this one.
   """
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout.splitlines()[-1]
+
+
+def test_frontier_full_size_is_the_paper_config():
+  """--size=full builds each variant from the ',full' config: wide surrogate, 100-epoch zoo."""
   code = ("import json; from absl import flags; from benchmarks import frontier; "
           "flags.FLAGS(['frontier', '--size=full', '--data_dir=/nowhere']); "
           "c = frontier.variant_config('salm_class', 'breastmnist', 1, '/tmp/w'); "
           "e = frontier.variant_config('em', 'breastmnist', 1, '/tmp/w'); "
           "print(json.dumps([c.surrogate.width, c.evaluation.epochs, list(c.evaluation.archs), "
           "c.noise.mode, c.noise.mask_ratio, e.noise.mask_ratio, c.seed]))")
-  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  width, epochs, archs, mode, ratio, em_ratio, seed = json.loads(proc.stdout.splitlines()[-1])
+  width, epochs, archs, mode, ratio, em_ratio, seed = json.loads(_last_line_of_python(code))
   assert width == 64 and epochs == 100 and len(archs) == 6 and "small_cnn" in archs
   assert mode == "class" and ratio == 0.1   # the variant's overrides on top
   assert em_ratio == 1.0 and seed == 1
@@ -93,11 +98,7 @@ def test_frontier_makes_the_run_a_control_reads_first():
           "flags.FLAGS(['frontier']); a = frontier._needs('random_class'); "
           "flags.FLAGS(['frontier', '--set=noise.random.support_from=']); "
           "print(a, frontier._needs('random_class'), frontier._needs('salm_class'))")
-  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.splitlines()[-1] == "['salm_class'] [] []"
+  assert _last_line_of_python(code) == "['salm_class'] [] []"
 
 
 def test_report_keeps_the_latest_row_of_a_rerun():
@@ -105,11 +106,7 @@ def test_report_keeps_the_latest_row_of_a_rerun():
           "r = lambda v, a, **k: dict(variant=v, seed=0, arch='x', auc=a, **k); "
           "rows = [r('s', 1), r('c', 2), r('s', 3), r('s', 4, defense='jpeg')]; "
           "print([x['auc'] for x in f.latest_rows(rows)])")
-  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.splitlines()[-1] == "[2, 3, 4]"
+  assert _last_line_of_python(code) == "[2, 3, 4]"
 
 
 def test_suite_sizes_change_only_known_arguments():

@@ -61,12 +61,16 @@ def derived_noise(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def check_settings(noise: ml_collections.ConfigDict, task: str | None = None) -> None:
   """Config-only checks, before anything is written."""
+  _check_block(noise)
+  generator.check_settings(derived_noise(noise), task)
+
+
+def _check_block(noise: ml_collections.ConfigDict) -> None:
   adv = noise.get("adversarial", default_config())
   for name in ("pretrain_steps", "passes"):
     value = adv[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"noise.adversarial.{name} must be a positive integer, got {value!r}.")
-  generator.check_settings(derived_noise(noise), task)
 
 
 def target_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -79,10 +83,10 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
              progress: bool = True, mesh=None, on_round=None,
              **_unused) -> generator.GeneratorResult:
   """Class-wise adversarial noise for `images`; arguments as `generator.generate`."""
+  _check_block(config.noise)
   noise = derived_noise(config.noise)
-  check_settings(config.noise, task)
   labels = tasks.label_matrix(np.asarray(labels), task)
-  generator.validate(noise, images, labels, task, num_classes)
+  generator.validate(noise, images, labels, task, num_classes)  # the generator's checks
   mesh = mesh if mesh is not None else sharding.data_mesh()
   sur, state = surrogate_lib.create(config.surrogate, task=task, num_classes=num_classes,
                                     in_channels=images.shape[-1], image_size=images.shape[1],
