@@ -41,7 +41,9 @@ _DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "
                              "data", "medmnist")
 
 # name -> (config module under configs/, overrides). 'clean' trains victims on the
-# clean data. '{seed_dir:NAME}' in a value is the workdir of variant NAME at the same
+# clean data. SALM's variants start from configs/salm_class.py (class-wise SALM at
+# 8/255 on real data), so they keep the base they were measured with when the
+# default changes. '{seed_dir:NAME}' in a value is the workdir of variant NAME at the same
 # seed (the random control reads the support of the SALM run it controls).
 _OLD_SALM = {"noise.mask_schedule": "step", "noise.support": "union", "noise.mask_ratio": 0.2,
              "noise.mode": "sample", "noise.mask_sharing": "image", "noise.init": "auto",
@@ -53,33 +55,38 @@ _CLASS_SALM = {"noise.mode": "class", "noise.mask_schedule": "fixed", "noise.sup
                "noise.min_rounds": 10, "noise.max_rounds": 10}
 VARIANTS: dict[str, tuple[str, dict] | None] = {
     "clean": None,
+    # Whatever configs/salm.py ships for the dataset (since issue 9's third round: the
+    # one-sided lattice texture at 18/255, the same noise as lattice_onesided_35db).
+    "default": ("salm", {}),
     "em": ("em", {}),
     # SALM as shipped before issue 9: per-step masks, union support, ratio 0.2.
-    "salm_v0": ("salm", _OLD_SALM),
-    "salm_strict": ("salm", {**_OLD_SALM, "noise.support": "strict", "noise.mask_ratio": 0.1}),
+    "salm_v0": ("salm_class", _OLD_SALM),
+    "salm_strict": ("salm_class", {**_OLD_SALM, "noise.support": "strict",
+                                   "noise.mask_ratio": 0.1}),
     # Class-wise SALM: one δ per class on a class-shared top-10% support chosen once
     # by a surrogate pretrained on the clean images, started at ±ε, then min-min with
     # a fresh surrogate (10 SGD steps a round). '_pre' keeps the pretrained one.
-    "salm_class": ("salm", _CLASS_SALM),
-    "salm_class_pre": ("salm", {**_CLASS_SALM, "noise.keep_pretrained": True,
+    "salm_class": ("salm_class", _CLASS_SALM),
+    "salm_class_pre": ("salm_class", {**_CLASS_SALM, "noise.keep_pretrained": True,
                                 "noise.train_steps": 2}),
-    "salm_class_cnn": ("salm", {**_CLASS_SALM, "surrogate.model": "small_cnn"}),
+    "salm_class_cnn": ("salm_class", {**_CLASS_SALM, "surrogate.model": "small_cnn"}),
     # Fewer min-min rounds from the same sign init (at full size the init alone, i.e.
     # random_class, protected better than 10 rounds).
-    "salm_class_r3": ("salm", {**_CLASS_SALM, "noise.min_rounds": 3, "noise.max_rounds": 3}),
-    "salm_class_zero": ("salm", {**_CLASS_SALM, "noise.init": "zeros"}),
+    "salm_class_r3": ("salm_class", {**_CLASS_SALM, "noise.min_rounds": 3,
+                                     "noise.max_rounds": 3}),
+    "salm_class_zero": ("salm_class", {**_CLASS_SALM, "noise.init": "zeros"}),
     # Sample-wise noise on a class-shared support.
-    "salm_sample_cmask": ("salm", {**_CLASS_SALM, "noise.mode": "sample",
+    "salm_sample_cmask": ("salm_class", {**_CLASS_SALM, "noise.mode": "sample",
                                    "noise.mask_sharing": "class", "noise.init": "zeros"}),
     # Equal PSNR (40 dB), a quarter of the pixels: ε = 16.1/255 on 2.5%.
-    "salm_class_psnr": ("salm", {**_CLASS_SALM, "noise.mask_ratio": 0.025,
+    "salm_class_psnr": ("salm_class", {**_CLASS_SALM, "noise.mask_ratio": 0.025,
                                  "noise.budget": "psnr", "noise.target_psnr": 40.0}),
     # Equal PSNR with OPS (30 dB): ε = 10^(-1.5)/√0.1 = 25.5/255 on the same 10%.
-    "salm_class_30db": ("salm", {**_CLASS_SALM, "noise.budget": "psnr",
+    "salm_class_30db": ("salm_class", {**_CLASS_SALM, "noise.budget": "psnr",
                                  "noise.target_psnr": 30.0}),
     # The default's PSNR floor (35 dB): ε = 10^(-1.75)/√0.1 = 14.3/255 on the same 10%,
     # with its control (random signs at the same ε on that run's own support).
-    "salm_class_35db": ("salm", {**_CLASS_SALM, "noise.budget": "psnr",
+    "salm_class_35db": ("salm_class", {**_CLASS_SALM, "noise.budget": "psnr",
                                  "noise.target_psnr": 35.0}),
     "random_class_35db": ("random_noise", {
         "noise.mode": "class", "noise.random.support_from": "{seed_dir:salm_class_35db}",
@@ -97,7 +104,7 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
                                            "noise.budget": "psnr", "noise.target_psnr": 40.0}),
     "random_class_r01": ("random_noise", {"noise.mode": "class", "noise.mask_ratio": 0.01,
                                           "noise.budget": "psnr", "noise.target_psnr": 40.0}),
-    "salm_class_r01": ("salm", {**_CLASS_SALM, "noise.mask_ratio": 0.01,
+    "salm_class_r01": ("salm_class", {**_CLASS_SALM, "noise.mask_ratio": 0.01,
                                 "noise.budget": "psnr", "noise.target_psnr": 40.0}),
     # Model-free class patterns on the flattest 10% of the pixels (salm_jax/noise/
     # flat_support.py): the support question, away from the salient pixels.
@@ -113,6 +120,31 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     # surrogate trained 200 steps on clean images (salm_jax/noise/adversarial.py), and
     # its control: random signs on that run's own support.
     "adv_class": ("adversarial", {}),
+    # Model-free class-wise sparse *textures* (salm_jax/noise/lattice.py): one dot in
+    # every 4×4 cell (6.25%), the same sign over the whole image, for the minority
+    # class only or opposite per class; and the control: random class-wise signs on
+    # exactly the one-sided run's pixels (same support and ε, signs tied to positions).
+    "lattice_onesided": ("lattice", {"noise.lattice.pattern": "onesided"}),
+    "lattice_antipodal": ("lattice", {"noise.lattice.pattern": "antipodal"}),
+    # Bigger dots at the same 6.25% (2×2 every 8×8), and one-sided at 35 dB.
+    "lattice_onesided_d2": ("lattice", {"noise.lattice.pattern": "onesided",
+                                        "noise.lattice.period": 8, "noise.lattice.dot": 2}),
+    "lattice_antipodal_d2": ("lattice", {"noise.lattice.pattern": "antipodal",
+                                         "noise.lattice.period": 8, "noise.lattice.dot": 2}),
+    "random_lattice": ("random_noise", {
+        "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_onesided}"}),
+    # Where the budget goes on the lattice: PSNR 40 and 35 dB on its 6.25% (ε = 10.2/255
+    # and 18.1/255; one-sided, so the file's other 73% of images are untouched), with the
+    # 35 dB control (random class signs on exactly the written support) and antipodal.
+    **{f"lattice_onesided_{db}db": ("lattice", {
+        "noise.lattice.pattern": "onesided", "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": float(db)}) for db in (40, 37, 35)},
+    "lattice_antipodal_35db": ("lattice", {
+        "noise.lattice.pattern": "antipodal", "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": 35.0}),
+    "random_lattice_35db": ("random_noise", {
+        "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_onesided_35db}",
+        "noise.mask_ratio": 0.0625, "noise.budget": "psnr", "noise.target_psnr": 35.0}),
     "random_adv": ("random_noise", {"noise.mode": "class",
                                     "noise.random.support_from": "{seed_dir:adv_class}"}),
 }
@@ -235,7 +267,7 @@ def main(argv):
         row = {"dataset": _DATASET.value, "size": _SIZE.value, "variant": name, "seed": seed,
                "arch": arch, "defense": defense,
                "distortion": stats, "generator_seconds": gen_seconds,
-               "overrides": (VARIANTS[name] or ("clean", {}))[1],
+               "overrides": {**(VARIANTS[name] or ("clean", {}))[1], **_extra()},
                "victim": {"epochs": config.evaluation.epochs,
                           "batch_size": config.evaluation.batch_size,
                           "model_kwargs": config.evaluation.model_kwargs.to_dict().get(arch, {})},

@@ -131,10 +131,11 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
   clean = summary.get("clean", {}).get("zoo", {}).get("auc")
   points = [(n, v) for n, v in summary.items() if n != "clean" and v["distortion"]["psnr"][2]]
   colours = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
-  for i, (name, v) in enumerate(points):  # one colour per variant, the same on both axes
+  for i, (name, v) in enumerate(points):  # one colour and marker per variant, on both axes
     auc, d = v["zoo"]["auc"], v["distortion"]
+    marker = "osD^v"[(i // colours.N) % 5]
     for ax, key in zip(axes, ("psnr", "frac_changed")):
-      ax.errorbar(d[key][0], auc[0], xerr=d[key][1], yerr=auc[1], fmt="o", capsize=3,
+      ax.errorbar(d[key][0], auc[0], xerr=d[key][1], yerr=auc[1], fmt=marker, capsize=3,
                   color=colours(i % colours.N), label=name if ax is axes[1] else None)
     axes[0].annotate(name, (d["psnr"][0], auc[0]), fontsize=7, xytext=(4, 3),
                      textcoords="offset points")

@@ -9,6 +9,6 @@ from configs import salm
 
 
 def get_config(arg: str = "synthetic"):
-  config = salm.get_config(arg)
+  config = salm.build(arg, sparse=True)  # class-wise SALM's budget on real data
   config.noise.method = "ops"
   return config

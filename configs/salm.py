@@ -21,7 +21,8 @@ from 10 s (small CNN) to 10 minutes (DenseNet-121); pass
 import ml_collections
 
 from salm_jax import data, evaluation
-from salm_jax.noise import adversarial, flat_support, generator, ops, random_noise, surrogate
+from salm_jax.noise import (adversarial, flat_support, generator, lattice, ops, random_noise,
+                            surrogate)
 
 
 def parse_arg(arg: str) -> tuple[str, str, int]:
@@ -45,12 +46,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.dataset = data.default_config()
   config.noise = generator.default_config()
-  config.noise.method = "salm"        # salm (EM: configs/em.py), ops, random, flat, adversarial
-                                      # (salm_jax/noise/methods.py)
+  config.noise.method = "salm"        # salm (EM: configs/em.py), ops, random, flat,
+                                      # adversarial, lattice (salm_jax/noise/methods.py)
   config.noise.ops = ops.default_config()                    # used by method='ops'
   config.noise.random = random_noise.default_config()        # used by method='random'
   config.noise.flat = flat_support.default_config()          # used by method='flat'
   config.noise.adversarial = adversarial.default_config()    # used by method='adversarial'
+  config.noise.lattice = lattice.default_config()            # used by method='lattice'
   config.surrogate = surrogate.default_config()
   config.evaluation = evaluation.default_config()
   config.sweep = ml_collections.ConfigDict(dict(
@@ -64,7 +66,16 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
-  return build(arg, sparse=True)
+  """The tool's default for `arg`: per-image SALM on the phantom, lattice textures on real data.
+
+  The method configs (`configs/salm_class.py`, `flat.py`, `lattice.py`, ...)
+  start from `build(arg, sparse=True)` instead, so their budgets stay those
+  their committed rows were measured with.
+  """
+  config = build(arg, sparse=True)
+  if parse_arg(arg)[0] != "synthetic":
+    sparse_texture_noise(config)
+  return config
 
 
 def build(arg: str, *, sparse: bool) -> ml_collections.ConfigDict:
@@ -87,23 +98,44 @@ def build(arg: str, *, sparse: bool) -> ml_collections.ConfigDict:
   return config
 
 
+def sparse_texture_noise(config) -> None:
+  """Real data's default (issue 9): a one-sided sparse texture, 1.7 % of pixels, 35 dB.
+
+  `noise.method='lattice'` (salm_jax/noise/lattice.py): every image of each
+  class but the largest gets bright dots of 18/255 on one pixel in every 4×4
+  cell (6.25 % of its pixels), the largest class nothing; PSNR 35.06 dB on
+  the changed images wherever the image side is a multiple of 4 (every
+  MedMNIST size), SSIM 0.99 on BreastMNIST. It is the only setting measured
+  that holds every CPU-sized victim of the zoo near or below AUC 0.60 on
+  BreastMNIST (3 seeds; DenseNet-121 escapes on one; docs/RESULTS.md), and
+  most of it survives random crops and flips, which undo class-wise SALM.
+  What it gives up: its L∞ is 18/255, not the 8/255 of issue 9's gentleness
+  goal (at 8/255 and 10/255 the small CNN and VGG-16 learn the task); a
+  centre crop resized back to 28 px smears the one-pixel dots and undoes
+  it for the small CNN; its random-sign control on the same pixels is
+  nearly as strong, so what protects is where and how much, not an
+  optimization; and it is measured at CPU size only. `configs/salm_class.py`
+  is class-wise SALM, the previous default.
+  """
+  config.noise.method = "lattice"
+  config.noise.lattice.update(pattern="onesided", period=4, dot=1, tile=1)
+  config.noise.mask_ratio = 0.0625
+  config.noise.epsilon = 18 / 255
+
+
 def sparse_class_noise(config) -> None:
-  """Real data's default (issue 9): class-wise SALM on 10% of the pixels, ≥ 40 dB.
+  """Class-wise SALM on 10% of the pixels, ≥ 40 dB: `configs/salm_class.py`, and the base
+  of every method config on real data (the real-data default before lattice textures).
 
   One δ per class on a support shared by the class: the top 10% of the class's
   summed clean saliency under a surrogate first trained 40 steps on the clean
   images; δ starts at ±ε random signs there, and min-min then runs with a
   fresh surrogate (10 SGD steps a round, as EM's code), so the noise is shaped
-  to be learned quickly by a model that starts from scratch. Per-image noise
-  (the synthetic default) changed 50-85% of BreastMNIST's pixels; this
-  changes at most 10% of each image, measured on the written file. It is the
-  sparsest setting we measured, not one that meets every target: the small
-  CNN victim is not fooled by any sparse noise we tried, and at paper size
-  on a GPU random signs on this same support protect better than the
-  optimized ones, after 3 or 10 rounds and with either surrogate
-  (docs/RESULTS.md). It stays the default because what beats it there
-  either needs its support (the random control) or is undone by a
-  center-cropping victim that this noise survives (`configs/flat.py`).
+  to be learned quickly by a model that starts from scratch. It changes at
+  most 10% of each image (per-image noise changed 50-85% of BreastMNIST's
+  pixels), but the small CNN learns the task through it, a random crop undoes
+  it, and at paper size random signs on its own support protect better
+  (docs/RESULTS.md).
   """
   config.noise.update(dict(mode="class", mask_schedule="fixed", support="strict",
                            mask_ratio=0.1, init="sign", pretrain_steps=40,

@@ -66,6 +66,9 @@ def _say_protected(workdir: str, seconds: float) -> None:
   if not os.path.exists(wd.path(workdir, wd.DONE_PROTECT)):
     return  # a process other than the first writes no files
   m = wd.read_json(wd.path(workdir, wd.DONE_PROTECT))
+  if m.get("final_surrogate_accuracy") is None:  # a model-free method: no surrogate, no rounds
+    terminal.say("protect   noise method %r, model-free, in %.0f s", m.get("method"), seconds)
+    return
   terminal.say("protect   %d rounds in %.0f s, surrogate accuracy on x+δ %.3f%s", m["rounds"],
                seconds, m["final_surrogate_accuracy"],
                ", stopped early" if m["stopped_early"] else "")

@@ -71,7 +71,7 @@ def _summary_section(manifest: dict) -> list[Block]:
   ds = manifest.get("dataset", {})
   method = manifest.get("method", "salm")  # manifests written before baselines existed: SALM
   title = ("SALM protection report" if method == "salm"
-           else f"Protection report, baseline {method!r}")
+           else f"Protection report, noise method {method!r}")
   blocks: list[Block] = [("h", 1, f"{title}: {ds.get('name', '?')}")]
   blocks.append(("p", f"Dataset {ds.get('name')} ({ds.get('task')}, {ds.get('num_classes')} "
                       f"classes, {ds.get('image_size')}px, {ds.get('channels')} channel(s)); "

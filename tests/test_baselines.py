@@ -197,4 +197,4 @@ def test_ops_pipeline_protects_evaluates_and_reports(tmp_path):
   with np.load(tmp_path / "preview.npz") as preview:
     assert not preview["saliency"].any()
   index = (tmp_path / "report" / "index.md").read_text()
-  assert "baseline 'ops'" in index and summary["victims"]
+  assert "noise method 'ops'" in index and summary["victims"]

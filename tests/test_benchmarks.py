@@ -92,6 +92,21 @@ def test_frontier_full_size_is_the_paper_config():
   assert em_ratio == 1.0 and seed == 1
 
 
+def test_frontier_variants_keep_their_method_when_the_default_changes():
+  """SALM's variants are SALM on class-wise SALM's base; 'default' is what configs/salm.py ships
+  and makes the same noise settings as lattice_onesided_35db."""
+  code = ("import json; from absl import flags; from benchmarks import frontier; "
+          "from salm_jax.noise import budget; flags.FLAGS(['frontier', '--data_dir=/nowhere']); "
+          "v = lambda n: frontier.variant_config(n, 'breastmnist', 0, '/tmp/w').noise; "
+          "s, d, l = v('salm_class'), v('default'), v('lattice_onesided_35db'); "
+          "print(json.dumps([s.method, s.epsilon * 255, d.method, l.method, "
+          "d.lattice.to_dict() == l.lattice.to_dict(), round(d.epsilon * 255), "
+          "round(budget.resolve(frontier.variant_config("
+          "'lattice_onesided_35db', 'breastmnist', 0, '/tmp/w')).noise.epsilon * 255)]))")
+  assert json.loads(_last_line_of_python(code)) == ["salm", 8.0, "lattice", "lattice", True,
+                                                    18, 18]
+
+
 def test_frontier_makes_the_run_a_control_reads_first():
   """A control's '{seed_dir:NAME}' names a run it needs, unless --set replaces that field."""
   code = ("from absl import flags; from benchmarks import frontier; "

@@ -44,12 +44,20 @@ def test_written_support_is_shared_within_a_class(class_run):
     assert not (_changed(written["noise"])[labels == c] & ~mask[0]).any()
 
 
-def test_real_data_default_is_class_wise_and_sparse_em_stays_dense():
-  from configs import em  # pylint: disable=g-import-not-at-top
+def test_real_data_default_is_a_sparse_texture_and_the_methods_keep_their_base():
+  from configs import em, flat, salm_class  # pylint: disable=g-import-not-at-top
   for arg in ("breastmnist", "pneumoniamnist,full"):
     noise = salm_config.get_config(arg).noise
-    assert (noise.mode, noise.mask_schedule, noise.support) == ("class", "fixed", "strict")
-    assert noise.mask_ratio <= 0.1 and noise.epsilon == 8 / 255
+    assert noise.method == "lattice" and noise.lattice.pattern == "onesided"
+    assert (noise.lattice.dot / noise.lattice.period) ** 2 <= noise.mask_ratio <= 0.1
+    # PSNR on a changed image, where no dot is clipped: the 35 dB floor.
+    assert -20 * np.log10(noise.epsilon) - 10 * np.log10(noise.mask_ratio) >= 35.0
+    cls = salm_class.get_config(arg).noise
+    assert (cls.method, cls.mode, cls.mask_schedule, cls.support) == (
+        "salm", "class", "fixed", "strict")
+    assert cls.mask_ratio <= 0.1 and cls.epsilon == 8 / 255
+    assert flat.get_config(arg).noise.epsilon == 8 / 255  # not the default's 18/255
   dense = em.get_config("breastmnist").noise
   assert (dense.mode, dense.mask_ratio, dense.init) == ("sample", 1.0, "uniform")
   assert salm_config.get_config("synthetic").noise.mode == "sample"  # the README's phantom job
+  assert salm_config.get_config("synthetic").noise.method == "salm"

@@ -31,8 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from salm_jax import tasks
-from salm_jax.data import protected as protected_lib
+from salm_jax.noise import class_patterns
 from salm_jax.noise import masks as masks_lib
 from salm_jax.noise import random_noise
 
@@ -53,14 +52,8 @@ def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
   if isinstance(flat.window, bool) or not isinstance(flat.window, int) or (
       flat.window < 3 or flat.window % 2 == 0):
     raise ValueError(f"noise.flat.window must be an odd integer ≥ 3, got {flat.window!r}.")
-  if task is not None and tasks.is_multilabel(task):
-    raise ValueError("Class-wise patterns need one class per image; the multi-label task has "
-                     "none.")
-  if flat.pattern == "antipodal" and num_classes not in (None, 2):
-    raise ValueError(f"noise.flat.pattern='antipodal' needs two classes, the task has "
-                     f"{num_classes}; use 'independent' or 'onesided'.")
-  if protected_lib.linf_bound(noise.epsilon) < 1:
-    raise ValueError(f"noise.epsilon = {noise.epsilon} rounds to 0 uint8 levels.")
+  class_patterns.check("flat", flat.pattern, noise.epsilon, task, num_classes,
+                       "'independent' or 'onesided'")
   masks_lib.check_ratio(noise.mask_ratio)
 
 

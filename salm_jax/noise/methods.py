@@ -10,6 +10,7 @@ generator:
   ops      `ops.py`: One-Pixel Shortcut (Wu et al., ICLR 2023), model-free
   random   `random_noise.py`: random ±ε signs on SALM's (or a random) support
   flat     `flat_support.py`: class-wise ±ε patterns on the flattest pixels, model-free
+  lattice  `lattice.py`: class-wise sparse textures (±ε dots on a lattice), model-free
   adversarial `adversarial.py`: class-wise error-*maximizing* noise on SALM's
            class support, from a surrogate trained on clean images (no min-min)
 
@@ -29,6 +30,7 @@ from salm_jax import tasks
 from salm_jax.noise import adversarial
 from salm_jax.noise import flat_support
 from salm_jax.noise import generator
+from salm_jax.noise import lattice
 from salm_jax.noise import ops
 from salm_jax.noise import random_noise
 
@@ -82,6 +84,9 @@ METHODS: dict[str, Method] = {
     "flat": Method(_model_free(flat_support.make_noise),
                    lambda config: float(config.noise.epsilon), model_free=True,
                    check=flat_support.check_config),
+    "lattice": Method(_model_free(lattice.make_noise),
+                      lambda config: float(config.noise.epsilon), model_free=True,
+                      check=lattice.check_config),
     "adversarial": Method(adversarial.generate, lambda config: float(config.noise.epsilon),
                           model_free=False, check=adversarial.check_settings),
 }

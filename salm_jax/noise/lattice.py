@@ -1,0 +1,164 @@
+"""Class-wise sparse textures: ±ε dots on a regular lattice, the same tile everywhere.
+
+Why it is here: every sparse method measured before this one ties its pattern
+to pixel *positions* (SALM's class support, the flat pixels, OPS's pixel), and
+none moves the small CNN at 40 dB (docs/RESULTS.md). A network that ends in
+global average pooling sees an image as a bag of local textures: a pattern at
+fixed positions is one small patch among many, but a pattern repeated over the
+whole image is in every patch, and a 3×3 filter that detects it fires
+everywhere. A random crop or flip shifts such a texture's phase and leaves it a
+texture. So the shortcut here is stationary, and still sparse:
+
+- Support: a `dot`×`dot` block at the centre of every `period`×`period`
+  cell: dot²/period² of the pixels, 6.25 % at the defaults (one pixel every
+  4×4). Every image of a patterned class uses all of it. Larger dots at a
+  larger period keep the fraction and survive pooling and resampling better.
+- Texture: a tile of `tile`×`tile` lattice points (× channels) of signs,
+  repeated over the lattice; δ = sign·ε on the support. With the default
+  `tile=1` a class's texture is one sign per channel: bright or dark dots.
+- Classes (`noise.lattice.pattern`):
+    onesided   the largest class none, every other class its own tile (the
+               default: a class that has a texture against one that has not);
+    antipodal  two classes, the second tile the negative of the first.
+  Tiles differ from each other by more than a shift of the lattice, since a
+  translation-invariant model cannot tell shifted textures apart. Signs come
+  from `PRNGKey(config.seed)`, flipped as a whole so that the first textured
+  class's tile sums to ≥ 0 (with `tile=1` on gray images: bright dots).
+- A dot that would leave [0, 1] goes as far as it can (clipped, not flipped:
+  a flipped dot would be the other class's texture).
+
+Model-free, like `flat_support`; its control is `random_noise` in class mode
+on the written support (`noise.random.support_from`), which has the same
+pixels and ε but signs tied to positions.
+"""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from salm_jax.noise import class_patterns
+from salm_jax.noise import masks as masks_lib
+
+PATTERNS = ("onesided", "antipodal")
+_DRAWS = 1000
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `config.noise.lattice` block: one dot in every 4×4 cell, one sign per class."""
+  return ml_collections.ConfigDict(dict(pattern="onesided", period=4, dot=1, tile=1))
+
+
+def _positive_int(value, name: str, low: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ValueError(f"noise.lattice.{name} must be an integer ≥ {low}, got {value!r}.")
+  return value
+
+
+def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
+                 num_classes: int | None = None) -> None:
+  lattice = noise.get("lattice", default_config())
+  if lattice.pattern not in PATTERNS:
+    raise ValueError(f"noise.lattice.pattern must be one of {PATTERNS}, got "
+                     f"{lattice.pattern!r}.")
+  period = _positive_int(lattice.period, "period", 2)
+  dot = _positive_int(lattice.get("dot", 1), "dot", 1)
+  _positive_int(lattice.tile, "tile", 1)
+  masks_lib.check_ratio(noise.mask_ratio)
+  if dot >= period:
+    raise ValueError(f"noise.lattice.dot={dot} must be smaller than noise.lattice.period="
+                     f"{period}: dots that fill their cells are no lattice.")
+  if (dot / period) ** 2 > noise.mask_ratio + 1e-12:
+    raise ValueError(f"noise.lattice.dot={dot}, period={period} changes {dot ** 2}/"
+                     f"{period ** 2} = {(dot / period) ** 2:.1%} of the pixels, more than "
+                     f"noise.mask_ratio={noise.mask_ratio}; use period ≥ "
+                     f"{int(np.ceil(dot * noise.mask_ratio ** -0.5))}.")
+  class_patterns.check("lattice", lattice.pattern, noise.epsilon, task, num_classes,
+                       "'onesided'")
+
+
+def lattice_support(height: int, width: int, period: int, dot: int = 1) -> np.ndarray:
+  """bool (H, W): a dot×dot block at the centre of every period×period cell."""
+  start = (period - dot + 1) // 2
+  rows = (np.arange(height) % period >= start) & (np.arange(height) % period < start + dot)
+  cols = (np.arange(width) % period >= start) & (np.arange(width) % period < start + dot)
+  return rows[:, None] & cols[None, :]
+
+
+def _shifts(tile: np.ndarray):
+  """Every cyclic shift of a (t, t, C) tile: what a translated texture looks like."""
+  t = tile.shape[0]
+  return (np.roll(tile, (a, b), (0, 1)) for a, b in itertools.product(range(t), range(t)))
+
+
+def _is_new(tile: np.ndarray, tiles: list[np.ndarray]) -> bool:
+  return not any(np.array_equal(s, other) for other in tiles for s in _shifts(tile))
+
+
+def class_tiles(key: jax.Array, pattern: str, counts: np.ndarray, tile: int,
+                channels: int) -> np.ndarray:
+  """(K, tile, tile, C) in {-1, 0, 1}: each class's tile, no two equal up to a shift."""
+  k = len(counts)
+  patterned = [c for c in range(k) if pattern == "antipodal" or c != int(np.argmax(counts))]
+  draws = iter(np.array(jax.random.rademacher(key, (_DRAWS, tile, tile, channels),
+                                              dtype=jnp.float32)))
+  tiles: list[np.ndarray] = []
+  for _ in range(_DRAWS):
+    need = 1 if pattern == "antipodal" else len(patterned)
+    if len(tiles) == need:
+      break
+    candidate = next(draws)
+    if pattern == "antipodal" and not _is_new(-candidate, [candidate]):
+      continue
+    if _is_new(candidate, tiles):
+      tiles.append(candidate)
+  if pattern == "antipodal" and tiles:
+    tiles.append(-tiles[0])
+  if len(tiles) < len(patterned):
+    raise ValueError(f"{len(patterned)} classes need that many textures distinct up to a "
+                     f"shift; tiles of {tile}×{tile}×{channels} signs do not give them. Raise "
+                     "noise.lattice.tile.")
+  out = np.zeros((k, tile, tile, channels), np.float32)
+  out[patterned] = np.stack(tiles) * (1.0 if tiles[0].sum() >= 0 else -1.0)
+  return out
+
+
+def textures(tiles: np.ndarray, height: int, width: int, period: int,
+             dot: int = 1) -> np.ndarray:
+  """(K, H, W, C): each class's tile repeated over the lattice, 0 off the support."""
+  tile = tiles.shape[1]
+  rows = (np.arange(height) // period) % tile
+  cols = (np.arange(width) // period) % tile
+  spread = tiles[:, rows][:, :, cols]
+  return np.where(lattice_support(height, width, period, dot)[None, :, :, None], spread, 0.0)
+
+
+def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
+               task: str, num_classes: int) -> tuple[np.ndarray, np.ndarray, dict]:
+  """Lattice textures for `images` (float32 NHWC in [0, 1]): (delta, masks, details)."""
+  noise = config.noise
+  check_config(noise, task, num_classes)
+  lattice = noise.get("lattice", default_config())
+  _, h, w, c = images.shape
+  if lattice.period * lattice.tile > min(h, w):
+    raise ValueError(f"A tile of {lattice.tile}×{lattice.tile} cells of {lattice.period} px "
+                     f"does not fit a {h}×{w} image; lower noise.lattice.period or tile.")
+  classes = np.asarray(labels)[:, 0].astype(np.int64)
+  counts = np.bincount(classes, minlength=num_classes)
+  tiles = class_tiles(jax.random.PRNGKey(config.seed), lattice.pattern, counts,
+                      lattice.tile, c)
+  dot = int(lattice.get("dot", 1))
+  signs = textures(tiles, h, w, lattice.period, dot)[classes]
+  x = images.astype(np.float64)
+  delta = (np.clip(x + signs * float(noise.epsilon), 0.0, 1.0) - x).astype(np.float32)
+  masks = np.abs(signs).max(-1) > 0
+  textured = np.abs(tiles).max((1, 2, 3)) > 0
+  details = {"lattice": {"pattern": lattice.pattern, "period": int(lattice.period),
+                         "dot": dot, "tile": int(lattice.tile),
+                         "support_pixels": int(lattice_support(h, w, lattice.period,
+                                                               dot).sum()),
+                         "classes_without_noise": np.flatnonzero(~textured).tolist()}}
+  return delta, masks, details
