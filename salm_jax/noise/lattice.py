@@ -105,9 +105,12 @@ def class_tiles(key: jax.Array, pattern: str, counts: np.ndarray, tile: int,
   patterned = [c for c in range(k) if pattern == "antipodal" or c != int(np.argmax(counts))]
   draws = iter(np.array(jax.random.rademacher(key, (_DRAWS, tile, tile, channels),
                                               dtype=jnp.float32)))
+  out = np.zeros((k, tile, tile, channels), np.float32)
+  if not patterned:
+    return out
+  need = 1 if pattern == "antipodal" else len(patterned)  # antipodal: the second is −first
   tiles: list[np.ndarray] = []
   for _ in range(_DRAWS):
-    need = 1 if pattern == "antipodal" else len(patterned)
     if len(tiles) == need:
       break
     candidate = next(draws)
@@ -121,7 +124,6 @@ def class_tiles(key: jax.Array, pattern: str, counts: np.ndarray, tile: int,
     raise ValueError(f"{len(patterned)} classes need that many textures distinct up to a "
                      f"shift; tiles of {tile}×{tile}×{channels} signs do not give them. Raise "
                      "noise.lattice.tile.")
-  out = np.zeros((k, tile, tile, channels), np.float32)
   out[patterned] = np.stack(tiles) * (1.0 if tiles[0].sum() >= 0 else -1.0)
   return out
 
