@@ -43,8 +43,8 @@ _DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "
 # name -> (config module under configs/, overrides). 'clean' trains victims on the
 # clean data. SALM's variants start from configs/salm_class.py (class-wise SALM at
 # 8/255 on real data), so they keep the base they were measured with when the
-# default changes. '{seed_dir:NAME}' in a value is the workdir of variant NAME at the same
-# seed (the random control reads the support of the SALM run it controls).
+# default changes. '{seed_dir:NAME}' in a value is the workdir of variant NAME at the
+# same seed (the random control reads the support of the SALM run it controls).
 _OLD_SALM = {"noise.mask_schedule": "step", "noise.support": "union", "noise.mask_ratio": 0.2,
              "noise.mode": "sample", "noise.mask_sharing": "image", "noise.init": "auto",
              "noise.pretrain_steps": 0, "noise.keep_pretrained": True, "noise.train_steps": 2,
@@ -55,7 +55,7 @@ _CLASS_SALM = {"noise.mode": "class", "noise.mask_schedule": "fixed", "noise.sup
                "noise.min_rounds": 10, "noise.max_rounds": 10}
 VARIANTS: dict[str, tuple[str, dict] | None] = {
     "clean": None,
-    # Whatever configs/salm.py ships for the dataset (since issue 9's third round: the
+    # Whatever configs/salm.py ships for the dataset (since issue 9's fourth round: the
     # one-sided lattice texture at 18/255, the same noise as lattice_onesided_35db).
     "default": ("salm", {}),
     "em": ("em", {}),
@@ -68,7 +68,7 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     # a fresh surrogate (10 SGD steps a round). '_pre' keeps the pretrained one.
     "salm_class": ("salm_class", _CLASS_SALM),
     "salm_class_pre": ("salm_class", {**_CLASS_SALM, "noise.keep_pretrained": True,
-                                "noise.train_steps": 2}),
+                                      "noise.train_steps": 2}),
     "salm_class_cnn": ("salm_class", {**_CLASS_SALM, "surrogate.model": "small_cnn"}),
     # Fewer min-min rounds from the same sign init (at full size the init alone, i.e.
     # random_class, protected better than 10 rounds).
@@ -77,17 +77,18 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "salm_class_zero": ("salm_class", {**_CLASS_SALM, "noise.init": "zeros"}),
     # Sample-wise noise on a class-shared support.
     "salm_sample_cmask": ("salm_class", {**_CLASS_SALM, "noise.mode": "sample",
-                                   "noise.mask_sharing": "class", "noise.init": "zeros"}),
+                                         "noise.mask_sharing": "class",
+                                         "noise.init": "zeros"}),
     # Equal PSNR (40 dB), a quarter of the pixels: ε = 16.1/255 on 2.5%.
     "salm_class_psnr": ("salm_class", {**_CLASS_SALM, "noise.mask_ratio": 0.025,
-                                 "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+                                       "noise.budget": "psnr", "noise.target_psnr": 40.0}),
     # Equal PSNR with OPS (30 dB): ε = 10^(-1.5)/√0.1 = 25.5/255 on the same 10%.
     "salm_class_30db": ("salm_class", {**_CLASS_SALM, "noise.budget": "psnr",
-                                 "noise.target_psnr": 30.0}),
+                                       "noise.target_psnr": 30.0}),
     # The default's PSNR floor (35 dB): ε = 10^(-1.75)/√0.1 = 14.3/255 on the same 10%,
     # with its control (random signs at the same ε on that run's own support).
     "salm_class_35db": ("salm_class", {**_CLASS_SALM, "noise.budget": "psnr",
-                                 "noise.target_psnr": 35.0}),
+                                       "noise.target_psnr": 35.0}),
     "random_class_35db": ("random_noise", {
         "noise.mode": "class", "noise.random.support_from": "{seed_dir:salm_class_35db}",
         "noise.budget": "psnr", "noise.target_psnr": 35.0}),
@@ -105,7 +106,7 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "random_class_r01": ("random_noise", {"noise.mode": "class", "noise.mask_ratio": 0.01,
                                           "noise.budget": "psnr", "noise.target_psnr": 40.0}),
     "salm_class_r01": ("salm_class", {**_CLASS_SALM, "noise.mask_ratio": 0.01,
-                                "noise.budget": "psnr", "noise.target_psnr": 40.0}),
+                                      "noise.budget": "psnr", "noise.target_psnr": 40.0}),
     # Model-free class patterns on the flattest 10% of the pixels (salm_jax/noise/
     # flat_support.py): the support question, away from the salient pixels.
     "flat_antipodal": ("flat", {"noise.flat.pattern": "antipodal"}),

@@ -10,6 +10,4 @@ from configs import salm
 
 
 def get_config(arg: str = "synthetic"):
-  config = salm.build(arg, sparse=True)  # class-wise SALM's budget on real data
-  config.noise.method = "random"
-  return config
+  return salm.method_config(arg, "random")

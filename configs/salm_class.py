@@ -9,6 +9,4 @@ from configs import salm
 
 
 def get_config(arg: str = "synthetic"):
-  config = salm.build(arg, sparse=True)
-  config.noise.method = "salm"
-  return config
+  return salm.method_config(arg, "salm")

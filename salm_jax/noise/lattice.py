@@ -82,10 +82,14 @@ def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
 
 def lattice_support(height: int, width: int, period: int, dot: int = 1) -> np.ndarray:
   """bool (H, W): a dot×dot block at the centre of every period×period cell."""
+  return _in_dot(height, period, dot)[:, None] & _in_dot(width, period, dot)[None, :]
+
+
+def _in_dot(n: int, period: int, dot: int) -> np.ndarray:
+  """bool (n,): the positions along one axis that fall in their cell's centred dot."""
   start = (period - dot + 1) // 2
-  rows = (np.arange(height) % period >= start) & (np.arange(height) % period < start + dot)
-  cols = (np.arange(width) % period >= start) & (np.arange(width) % period < start + dot)
-  return rows[:, None] & cols[None, :]
+  offset = np.arange(n) % period
+  return (offset >= start) & (offset < start + dot)
 
 
 def _shifts(tile: np.ndarray):
@@ -128,14 +132,12 @@ def class_tiles(key: jax.Array, pattern: str, counts: np.ndarray, tile: int,
   return out
 
 
-def textures(tiles: np.ndarray, height: int, width: int, period: int,
-             dot: int = 1) -> np.ndarray:
-  """(K, H, W, C): each class's tile repeated over the lattice, 0 off the support."""
+def textures(tiles: np.ndarray, support: np.ndarray, period: int) -> np.ndarray:
+  """(K, H, W, C): each class's tile repeated cell by cell, 0 off the (H, W) support."""
   tile = tiles.shape[1]
-  rows = (np.arange(height) // period) % tile
-  cols = (np.arange(width) // period) % tile
-  spread = tiles[:, rows][:, :, cols]
-  return np.where(lattice_support(height, width, period, dot)[None, :, :, None], spread, 0.0)
+  rows = (np.arange(support.shape[0]) // period) % tile
+  cols = (np.arange(support.shape[1]) // period) % tile
+  return np.where(support[None, :, :, None], tiles[:, rows][:, :, cols], 0.0)
 
 
 def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
@@ -153,14 +155,14 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   tiles = class_tiles(jax.random.PRNGKey(config.seed), lattice.pattern, counts,
                       lattice.tile, c)
   dot = int(lattice.get("dot", 1))
-  signs = textures(tiles, h, w, lattice.period, dot)[classes]
+  support = lattice_support(h, w, lattice.period, dot)
+  signs = textures(tiles, support, lattice.period)[classes]
   x = images.astype(np.float64)
   delta = (np.clip(x + signs * float(noise.epsilon), 0.0, 1.0) - x).astype(np.float32)
   masks = np.abs(signs).max(-1) > 0
   textured = np.abs(tiles).max((1, 2, 3)) > 0
   details = {"lattice": {"pattern": lattice.pattern, "period": int(lattice.period),
                          "dot": dot, "tile": int(lattice.tile),
-                         "support_pixels": int(lattice_support(h, w, lattice.period,
-                                                               dot).sum()),
+                         "support_pixels": int(support.sum()),
                          "classes_without_noise": np.flatnonzero(~textured).tolist()}}
   return delta, masks, details

@@ -53,6 +53,11 @@ class Method:
   check: Callable[[ml_collections.ConfigDict], None] = lambda noise: None
 
 
+def _noise_epsilon(config: ml_collections.ConfigDict) -> float:
+  """The L∞ bound of every method that obeys the user's `noise.epsilon`."""
+  return float(config.noise.epsilon)
+
+
 def _salm(config, images, labels, **kwargs) -> generator.GeneratorResult:
   return generator.generate(config, images, labels, **kwargs)
 
@@ -74,20 +79,20 @@ def _model_free(make_noise) -> Callable[..., ModelFreeResult]:
 
 
 METHODS: dict[str, Method] = {
-    "salm": Method(_salm, lambda config: float(config.noise.epsilon), model_free=False,
+    "salm": Method(_salm, _noise_epsilon, model_free=False,
                    check=generator.check_settings),
     "ops": Method(_model_free(ops.make_noise),
                   lambda config: float(config.noise.get("ops", ops.default_config()).epsilon),
                   model_free=True),
     "random": Method(_model_free(random_noise.make_noise),
-                     lambda config: float(config.noise.epsilon), model_free=True),
+                     _noise_epsilon, model_free=True),
     "flat": Method(_model_free(flat_support.make_noise),
-                   lambda config: float(config.noise.epsilon), model_free=True,
+                   _noise_epsilon, model_free=True,
                    check=flat_support.check_config),
     "lattice": Method(_model_free(lattice.make_noise),
-                      lambda config: float(config.noise.epsilon), model_free=True,
+                      _noise_epsilon, model_free=True,
                       check=lattice.check_config),
-    "adversarial": Method(adversarial.generate, lambda config: float(config.noise.epsilon),
+    "adversarial": Method(adversarial.generate, _noise_epsilon,
                           model_free=False, check=adversarial.check_settings),
 }
 
