@@ -124,6 +124,14 @@ def test_report_keeps_the_latest_row_of_a_rerun():
   assert _last_line_of_python(code) == "[2, 3, 4]"
 
 
+def test_report_counts_the_seeds_each_victim_is_held_on():
+  code = ("from benchmarks import frontier_report as f; "
+          "rows = [dict(variant='v', seed=s, arch='a', last=dict(auc=x, acc=0.7), distortion={}, "
+          "generator_seconds=0) for s, x in ((0, 0.5), (1, 0.7), (2, 0.6))]; "
+          "print(f.markdown(f.summarize(rows)).splitlines()[-1])")
+  assert _last_line_of_python(code) == "| v | 0: 0.500 1: 0.700 2: 0.600 (2/3) |"
+
+
 def test_suite_sizes_change_only_known_arguments():
   """Every key of a `benchmarks.run` size preset is an argument of some part."""
   from benchmarks import run
