@@ -48,8 +48,11 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
   out = {}
   for name, rs in by_variant.items():
     archs = sorted({r["arch"] for r in rs})
-    per_arch = {a: {m: _stats([r["last"][m] for r in rs if r["arch"] == a])
-                    for m in ("auc", "acc")} for a in archs}
+    per_arch = {a: {m: _stats([r["last"].get(m) for r in rs if r["arch"] == a])
+                    for m in ("auc", "acc", "val_auc")} for a in archs}
+    for a in archs:  # a victim that checks its clean val AUC and finds it below 0.5 flips
+      per_arch[a]["flip_auc"] = _stats([max(r["last"]["auc"], 1 - r["last"]["auc"])
+                                        for r in rs if r["arch"] == a])
     seeds = sorted({r["seed"] for r in rs})
     per_seed = {m: [float(np.mean([r["last"][m] for r in rs
                                    if r["seed"] == s and r["arch"] in common])) for s in seeds]
@@ -60,7 +63,10 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
       first.setdefault(r["seed"], r)
     dist = {k: _stats([f["distortion"].get(k) for f in first.values()
                        if f["distortion"].get(k) is not None])
-            for k in ("psnr", "ssim", "frac_changed", "linf_uint8")}
+            for k in ("psnr", "ssim", "ssim_changed", "frac_changed", "linf_uint8")}
+    lowest = [f["distortion"]["ssim_min"] for f in first.values()
+              if f["distortion"].get("ssim_min") is not None]
+    dist["ssim_lowest"] = min(lowest) if lowest else None  # the lowest image of any seed
     dist["generator_seconds"] = _stats([f["generator_seconds"] for f in first.values()])
     auc_by_seed = {a: {r["seed"]: r["last"]["auc"] for r in rs if r["arch"] == a} for a in archs}
     out[name] = {"archs": per_arch, "zoo": zoo, "zoo_archs": common, "distortion": dist,
@@ -99,15 +105,19 @@ def _pm(s, digits=3) -> str:
 
 def markdown(summary: dict[str, dict]) -> str:
   archs = sorted({a for v in summary.values() for a in v["archs"]})
-  head = ("| variant | seeds | PSNR (dB) | SSIM | pixels changed | L∞ (uint8) | generation (s) | "
-          "zoo mean AUC | zoo mean ACC | " + " | ".join(f"{a} AUC" for a in archs) + " |")
+  head = ("| variant | seeds | PSNR (dB) | SSIM, all images | SSIM, changed images | lowest SSIM "
+          "| pixels changed | L∞ (uint8) | generation (s) | zoo mean AUC | zoo mean ACC | "
+          + " | ".join(f"{a} AUC" for a in archs) + " |")
   common = next(iter(summary.values()))["zoo_archs"] if summary else []
   lines = [f"Zoo mean over: {', '.join(common)} (the victims every variant has on every seed).",
-           "", head, "|" + "---|" * (9 + len(archs))]
+           "PSNR over the changed images; SSIM per image (changed images and lowest: rows made "
+           "since they are recorded, '–' before); pixels changed over all images.",
+           "", head, "|" + "---|" * (11 + len(archs))]
   for name, v in summary.items():
     d = v["distortion"]
+    lowest = "–" if d["ssim_lowest"] is None else f"{d['ssim_lowest']:.3f}"
     cells = [name, ",".join(map(str, v["seeds"])), _pm(d["psnr"], 2), _pm(d["ssim"]),
-             _pm(d["frac_changed"]), _pm(d["linf_uint8"], 0), _pm(d["generator_seconds"], 0),
+             _pm(d["ssim_changed"]), lowest, _pm(d["frac_changed"]), _pm(d["linf_uint8"], 0), _pm(d["generator_seconds"], 0),
              _pm(v["zoo"]["auc"]), _pm(v["zoo"]["acc"])]
     cells += [_pm(v["archs"][a]["auc"]) if a in v["archs"] else "–" for a in archs]
     lines.append("| " + " | ".join(cells) + " |")
@@ -121,7 +131,27 @@ def markdown(summary: dict[str, dict]) -> str:
   for name, v in summary.items():
     seed_lines.append(f"| {name} | {','.join(map(str, v['seeds']))} | "
                       + " / ".join(f"{a:.3f}" for a in v["zoo_auc_per_seed"]) + " |")
-  return "\n".join(lines + acc_lines + seed_lines + _victim_seed_lines(summary, archs)) + "\n"
+  return "\n".join(lines + acc_lines + seed_lines + _victim_seed_lines(summary, archs)
+                   + _per_victim_lines(summary, archs, "flip_auc", _FLIP)
+                   + _per_victim_lines(summary, archs, "val_auc", _VAL)) + "\n"
+
+
+_FLIP = ("max(AUC, 1 − AUC) per victim: the test AUC of a victim that notices an AUC below "
+         "0.5 on its own clean validation split and reverses its scores (last epoch):")
+_VAL = ("Clean validation AUC per victim, last epoch (rows made since it is recorded): the "
+        "split to choose a setting on, leaving the test split for reporting:")
+
+
+def _per_victim_lines(summary: dict[str, dict], archs: list[str], metric: str,
+                      caption: str) -> list[str]:
+  """One mean ± std table of a per-victim metric; variants with no value at all are left out."""
+  lines = ["", caption, "", "| variant | " + " | ".join(archs) + " |",
+           "|" + "---|" * (1 + len(archs))]
+  for name, v in summary.items():
+    cells = [_pm(v["archs"][a][metric]) if a in v["archs"] else "–" for a in archs]
+    if any(c != "–" for c in cells):
+      lines.append("| " + " | ".join([name] + cells) + " |")
+  return lines
 
 
 def _victim_seed_lines(summary: dict[str, dict], archs: list[str]) -> list[str]:

@@ -108,29 +108,47 @@ def build(arg: str, *, sparse: bool) -> ml_collections.ConfigDict:
   return config
 
 
+# Datasets whose one-sided texture goes on the largest class (`noise.lattice.bare=
+# 'smallest'`) rather than on the others. Which class carries the texture decides
+# whether the small CNN is fooled, and differently per dataset: on PneumoniaMNIST
+# the texture on the normal images (the minority) leaves it at AUC 0.93, on the
+# pneumonia images (the majority) it ends below 0.5; on BreastMNIST the reverse
+# holds (docs/RESULTS.md, round five). The choice was made on the small CNN's
+# clean *validation* AUC; datasets not listed keep 'largest', unmeasured.
+TEXTURE_ON_LARGEST_CLASS = ("pneumoniamnist",)
+
+
 def sparse_texture_noise(config) -> None:
-  """Real data's default (issue 9): a one-sided sparse texture, 6.25 % of an image, 35 dB.
+  """Real data's default (issue 9): a one-sided sparse texture, 6.25 % of an image, ≥ 35 dB.
 
   `noise.method='lattice'` (salm_jax/noise/lattice.py): every image of each
-  class but the largest gets bright dots of 18/255 on one pixel in every 4×4
-  cell (6.25 % of its pixels), the largest class nothing; PSNR 35.06 dB on
-  the changed images wherever the image side is a multiple of 4 (every
-  MedMNIST size), SSIM 0.99 on BreastMNIST. It is the only setting measured
-  whose mean over victim seeds is near or below AUC 0.60 on every CPU-sized
-  victim of the zoo on BreastMNIST (single victims still escape, the small
-  CNN most often; docs/RESULTS.md), and most of it survives random crops
-  and flips, which undo class-wise SALM.
-  What it gives up: its L∞ is 18/255, not the 8/255 of issue 9's gentleness
-  goal (at 8/255 and 10/255 the small CNN and VGG-16 learn the task); a
-  centre crop resized back to 28 px smears the one-pixel dots and undoes
-  it for the small CNN; its random-sign control on the same pixels is
-  nearly as strong, so what protects is where and how much, not an
-  optimization; a 3×3 median filter removes it; the PneumoniaMNIST small
-  CNN is not fooled; and it is measured at CPU size only.
-  `configs/salm_class.py` is class-wise SALM, the previous default.
+  class but the largest (on PneumoniaMNIST: of the largest class only,
+  `TEXTURE_ON_LARGEST_CLASS`) gets bright dots of up to 18/255 on one pixel
+  in every 4×4 cell (6.25 % of its pixels), the other class nothing: PSNR
+  ≥ 35.07 dB on every changed image where the side is a multiple of 4 (every
+  MedMNIST size). An SSIM floor of 0.95 on every written image
+  (`noise.lattice.min_ssim`) lowers the dots, in whole levels, on the images
+  where 18/255 would cost more: a dot on a flat, dark stretch is all the
+  structure there is, and without the floor a quarter of BreastMNIST's and
+  over half of PneumoniaMNIST's changed images fell below 0.95 while the
+  all-image mean read 0.988 and 0.956.
+  Measured at CPU size (docs/RESULTS.md, round five): on BreastMNIST the
+  strongest setting measured among those that keep both floors; the floor
+  costs strength, and in the mean over 3 seeds the small CNN (both
+  datasets), DenseNet-121 (BreastMNIST) and VGG-16 (PneumoniaMNIST) stay
+  above AUC 0.60, while single victims of the others escape. `min_ssim=0`
+  is stronger and breaks the SSIM floor on a quarter to half of the changed
+  images. Also what it gives up: L∞ is 18/255, not the 8/255 of issue 9's
+  gentleness goal; a centre crop resized back to 28 px, or a 3×3 median
+  filter, undoes it; random signs on the same pixels protect nearly as well
+  (where the dots sit, on one class, is what victims learn); paper size is
+  not measured.
+  `configs/salm_class.py` is class-wise SALM, the default before textures.
   """
   config.noise.method = "lattice"
-  config.noise.lattice.update(pattern="onesided", period=4, dot=1, tile=1)
+  bare = "smallest" if config.dataset.name in TEXTURE_ON_LARGEST_CLASS else "largest"
+  config.noise.lattice.update(pattern="onesided", period=4, dot=1, tile=1, bare=bare,
+                              min_ssim=0.95)
   config.noise.mask_ratio = 0.0625
   config.noise.epsilon = 18 / 255
 

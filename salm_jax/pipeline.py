@@ -111,11 +111,21 @@ def _chance_accuracy(workdir: str, manifest: dict) -> float:
   return float(np.bincount(labels[:, 0]).max() / len(labels))
 
 
+def _changed_ssim(u: dict) -> str:
+  """' (changed images ..., lowest ...)' where some images were left untouched: there the
+  mean SSIM counts them as 1.0 and flatters the images that were changed."""
+  if u.get("ssim_changed") is None or u.get("n_changed_images") == u.get("n_images"):
+    return ""
+  return (f" ({u['n_changed_images']} changed images: {_f(u['ssim_changed'])}, lowest "
+          f"{_f(u.get('ssim_min'))})")
+
+
 def summary_text(summary: dict) -> str:
   u = summary["utility"]
   lines = [
       f"Protected {summary['dataset']} ({summary['split']} split): PSNR {_f(u.get('psnr'))} dB, "
-      f"SSIM {_f(u.get('ssim'))}, {100 * u['frac_changed']:.1f}% of pixels changed, "
+      f"SSIM {_f(u.get('ssim'))}{_changed_ssim(u)}, {100 * u['frac_changed']:.1f}% of pixels "
+      "changed, "
       f"max change {u['linf_uint8']}/255.",
       "Victims trained on each copy, tested on the clean test set (last epoch):",
   ]

@@ -169,11 +169,13 @@ def _utility_section(workdir: str, manifest: dict, fig_dir: str) -> list[Block]:
     return []
   per_image = _per_image_utility(workdir, manifest)
   figures.plot_utility(per_image or split_stats, os.path.join(fig_dir, "utility.png"))
-  cols = ["split", "images", "changed images", "L∞ (uint8)", "pixels changed", "PSNR (dB)",
-          "SSIM"]
+  cols = ["split", "images", "changed images", "L∞ (uint8)", "pixels changed",
+          "PSNR (dB, changed images)", "SSIM (all images)", "SSIM (changed images)",
+          "lowest SSIM"]
   rows = [[s, _fmt(u.get("n_images")), _fmt(u.get("n_changed_images")),
            _fmt(u.get("linf_uint8")), _fmt(u.get("frac_changed"), 4), _fmt(u.get("psnr"), 2),
-           _fmt(u.get("ssim"), 4)] for s, u in split_stats.items()]
+           _fmt(u.get("ssim"), 4), _fmt(u.get("ssim_changed"), 4), _fmt(u.get("ssim_min"), 4)]
+          for s, u in split_stats.items()]
   what = (f"Histograms over the images (at most the first {MAX_UTILITY_IMAGES} of each split; "
           "unchanged images have infinite PSNR and are left out of its histogram)."
           if per_image else "Means per split, from the manifest.")

@@ -66,6 +66,28 @@ def test_frontier_resumes_and_reports(medmnist_dir, tmp_path):
   assert "| clean [crop_pad+hflip] | 0 |" in table
 
 
+def test_distortion_per_image_reads_the_written_files_and_keeps_one_row_each(medmnist_dir,
+                                                                           tmp_path):
+  """The SSIM floor holds on every changed image of the file; a rerun replaces its rows."""
+  out = tmp_path / "distortion.json"
+  cmd = [sys.executable, "-m", "benchmarks.distortion_per_image", "--seeds=0",
+         "--variants=clean,lattice_onesided_35db,lattice_onesided_35db_ssim95",
+         f"--data_dir={medmnist_dir}", f"--workdir={tmp_path / 'runs'}", f"--json_out={out}"]
+  env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+  for _ in range(2):
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+  assert sorted(rows) == ["lattice_onesided_35db", "lattice_onesided_35db_ssim95"]
+  assert rows["lattice_onesided_35db_ssim95"]["ssim_changed_min"] >= 0.95
+  assert rows["lattice_onesided_35db_ssim95"]["psnr_changed_min"] >= 35.0
+  assert "| breastmnist | lattice_onesided_35db_ssim95 | 0 |" in proc.stdout
+  bad = subprocess.run(cmd[:3] + ["--variants=nope", f"--json_out={out}"], cwd=REPO_ROOT,
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "unknown variants ['nope']" in bad.stderr
+
+
 def _last_line_of_python(code: str) -> str:
   """Runs `python -c code` from the repo root and returns its last line of stdout.
 
@@ -94,17 +116,21 @@ def test_frontier_full_size_is_the_paper_config():
 
 def test_frontier_variants_keep_their_method_when_the_default_changes():
   """SALM's variants are SALM on class-wise SALM's base; 'default' is what configs/salm.py ships
-  and makes the same noise settings as lattice_onesided_35db."""
+  and makes the same noise settings as lattice_onesided_35db_ssim95 (lattice_major_35db_ssim95
+  on PneumoniaMNIST)."""
   code = ("import json; from absl import flags; from benchmarks import frontier; "
           "from salm_jax.noise import budget; flags.FLAGS(['frontier', '--data_dir=/nowhere']); "
           "v = lambda n: frontier.variant_config(n, 'breastmnist', 0, '/tmp/w').noise; "
-          "s, d, l = v('salm_class'), v('default'), v('lattice_onesided_35db'); "
+          "s, d, l = v('salm_class'), v('default'), v('lattice_onesided_35db_ssim95'); "
           "print(json.dumps([s.method, s.epsilon * 255, d.method, l.method, "
           "d.lattice.to_dict() == l.lattice.to_dict(), round(d.epsilon * 255), "
+          "frontier.variant_config('default', 'pneumoniamnist', 0, '/tmp/w').noise.lattice"
+          ".to_dict() == frontier.variant_config('lattice_major_35db_ssim95', 'pneumoniamnist', 0, "
+          "'/tmp/w').noise.lattice.to_dict(), "
           "round(budget.resolve(frontier.variant_config("
-          "'lattice_onesided_35db', 'breastmnist', 0, '/tmp/w')).noise.epsilon * 255)]))")
+          "'lattice_onesided_35db_ssim95', 'breastmnist', 0, '/tmp/w')).noise.epsilon * 255)]))")
   assert json.loads(_last_line_of_python(code)) == ["salm", 8.0, "lattice", "lattice", True,
-                                                    18, 18]
+                                                    18, True, 18]
 
 
 def test_frontier_makes_the_run_a_control_reads_first():
@@ -128,8 +154,20 @@ def test_report_counts_the_seeds_each_victim_is_held_on():
   code = ("from benchmarks import frontier_report as f; "
           "rows = [dict(variant='v', seed=s, arch='a', last=dict(auc=x, acc=0.7), distortion={}, "
           "generator_seconds=0) for s, x in ((0, 0.5), (1, 0.7), (2, 0.6))]; "
-          "print(f.markdown(f.summarize(rows)).splitlines()[-1])")
+          "print([l for l in f.markdown(f.summarize(rows)).splitlines() if '0: ' in l][0])")
   assert _last_line_of_python(code) == "| v | 0: 0.500 1: 0.700 2: 0.600 (2/3) |"
+
+
+def test_report_gives_the_flipped_auc_and_the_val_auc_where_rows_have_it():
+  code = ("from benchmarks import frontier_report as f; "
+          "row = lambda v, s, x, **k: dict(variant=v, seed=s, arch='a', last=dict(auc=x, acc=0.7, "
+          "**k), distortion={}, generator_seconds=0); "
+          "rows = [row('v', 0, 0.2, val_auc=0.3), row('v', 1, 0.6, val_auc=0.5), row('old', 0, 0.9)]; "
+          "lines = f.markdown(f.summarize(rows)).splitlines(); "
+          "flip, val = (lines.index(l) for l in lines if l.startswith(('max(AUC', 'Clean valid'))); "
+          "print(lines[flip + 4], lines[flip + 5], lines[val + 4:])")
+  assert _last_line_of_python(code) == (
+      "| v | 0.700 ± 0.141 | | old | 0.900 (1 seed) | ['| v | 0.400 ± 0.141 |']")
 
 
 def test_suite_sizes_change_only_known_arguments():

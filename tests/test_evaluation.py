@@ -95,7 +95,7 @@ def test_evaluate_datasets_table_and_files(tmp_path):
       ("none", 1.0), ("none", 0.5), ("hflip", 1.0), ("hflip", 0.5)]
   for r in res["rows"]:
     for v in ("clean", "protected"):
-      assert set(r[v]["last"]) == {"epoch", "auc", "acc"} and r[v]["last"]["epoch"] == 2
+      assert set(r[v]["last"]) == {"epoch", "auc", "acc", "val_auc"} and r[v]["last"]["epoch"] == 2
       assert 1 <= r[v]["best_val"]["epoch"] <= 2
     assert r["diagnostic"]["split"] == "train" and 0 <= r["diagnostic"]["agreement"] <= 1
   # Clean victims are shared by the rows of one defense; protected ones differ by p.

@@ -10,6 +10,7 @@ from configs import lattice as lattice_config
 from salm_jax import pipeline
 from salm_jax import tasks
 from salm_jax.data import protected as protected_lib
+from salm_jax.evaluation import utility
 from salm_jax.noise import lattice
 from salm_jax.noise import methods
 
@@ -52,6 +53,20 @@ def test_onesided_gives_the_minority_bright_dots_and_the_largest_class_nothing()
   assert result.details["lattice"]["classes_without_noise"] == [1]
 
 
+def test_bare_smallest_puts_the_texture_on_the_majority():
+  images, labels = _toy(classes=3)  # class 2 the largest, class 0 the smallest (first tie)
+  result = methods.generate_noise(_config(bare="smallest"), images, labels, task=MULTI,
+                                  num_classes=3)
+  classes = labels[:, 0]
+  assert not result.delta[classes == 0].any()
+  assert result.masks[classes == 2].all(0).any() and result.masks[classes == 1].any()
+  assert result.details["lattice"]["classes_without_noise"] == [0]
+  assert result.details["lattice"]["bare"] == "smallest"
+  # Two textured classes still get textures that differ by more than a shift.
+  t1, t2 = result.delta[classes == 1][0], result.delta[classes == 2][0]
+  assert not np.array_equal(np.sign(t1), np.sign(t2))
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_antipodal_textures_are_negatives_and_stationary(channels):
   images, labels = _toy(channels=channels)
@@ -85,8 +100,72 @@ def test_dots_that_would_leave_the_range_are_clipped_not_flipped():
   assert result.delta[labels[:, 0] == 0].any()
 
 
+def _flat_and_busy(n=12, size=16):
+  """Half the images flat (a dot there costs SSIM), half textured; two classes."""
+  rng = np.random.default_rng(0)
+  images = np.full((n, size, size, 1), 40 / 255, np.float32)
+  images[n // 2:] = rng.integers(60, 200, (n - n // 2, size, size, 1)) / 255
+  labels = (np.arange(n) % 2)[:, None].astype(np.int64)
+  return images, labels
+
+
+def test_an_ssim_floor_lowers_only_the_images_that_need_it_in_whole_levels():
+  images, labels = _flat_and_busy()
+  config = _config(period=4, min_ssim=0.9)
+  config.noise.epsilon = 24 / 255
+  config_free = _config(period=4)
+  config_free.noise.epsilon = 24 / 255
+  free = methods.generate_noise(config_free, images, labels, task=BINARY, num_classes=2)
+  held = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  clean = np.round(images * 255).astype(np.uint8)
+  written = np.round((images + held.delta) * 255).astype(np.uint8)
+  stats = utility.per_image_stats(clean, written)
+  assert (stats["ssim"] >= 0.9).all()
+  levels = np.abs(np.round(held.delta * 255))
+  assert np.allclose(levels, np.round(levels)) and levels.max() == 24
+  # Same positions and signs as without the floor, amplitude only lowered on flat images.
+  assert (np.sign(held.delta) == np.sign(free.delta))[held.masks].all()
+  assert not (held.masks & ~free.masks).any()
+  lowered = held.details["lattice"]["images_lowered"]
+  assert 0 < lowered <= 3 and held.details["lattice"]["min_ssim"] == 0.9
+  busy = np.arange(12) >= 6
+  np.testing.assert_array_equal(held.delta[busy], free.delta[busy])
+
+
+def test_the_drop_floor_keeps_full_dots_and_drops_the_flattest_first():
+  rng = np.random.default_rng(0)
+  images = np.full((8, 16, 16, 1), 100 / 255, np.float32)  # left half flat, right half busy
+  images[:, :, 8:] = rng.integers(40, 220, (8, 16, 8, 1)) / 255
+  labels = (np.arange(8) % 2)[:, None].astype(np.int64)
+  config = _config(period=4, min_ssim=0.98, ssim_floor="drop")  # all dots: 0.95-0.96
+  config.noise.epsilon = 30 / 255
+  result = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  clean = np.round(images * 255).astype(np.uint8)
+  written = np.round((images + result.delta) * 255).astype(np.uint8)
+  assert (utility.per_image_stats(clean, written)["ssim"] >= 0.98).all()
+  kept = result.masks[labels[:, 0] == 1]
+  assert kept.any()
+  np.testing.assert_allclose(np.abs(result.delta[result.masks]), 30 / 255, atol=1e-6)
+  support = lattice.lattice_support(16, 16, 4)
+  dropped = support[None] & ~kept
+  assert dropped.any() and not dropped[:, :, 8:].any()  # only flat-side dots went
+  assert result.details["lattice"]["images_lowered"] == 4
+
+
+def test_the_floor_off_is_the_pattern_as_before_and_bad_floors_are_refused():
+  images, labels = _flat_and_busy()
+  a = methods.generate_noise(_config(), images, labels, task=BINARY, num_classes=2)
+  b = methods.generate_noise(_config(min_ssim=0.0), images, labels, task=BINARY, num_classes=2)
+  np.testing.assert_array_equal(a.delta, b.delta)
+  for bad in (1.0, -0.1, 1.5):  # (ConfigDict itself refuses a string for a float field)
+    with pytest.raises(ValueError, match="noise.lattice.min_ssim"):
+      methods.check_settings(_config(min_ssim=bad))
+  with pytest.raises(ValueError, match="noise.lattice.ssim_floor"):
+    methods.check_settings(_config(min_ssim=0.9, ssim_floor="blur"))
+
+
 def test_pipeline_writes_at_most_the_lattice_and_reports(tmp_path, caplog):
-  config = _config("antipodal")
+  config = _config("antipodal", min_ssim=0.97)
   with caplog.at_level(logging.INFO):
     summary = pipeline.run_all(config, str(tmp_path), progress=False)
   said = [r.getMessage() for r in caplog.records]  # a bad format argument raises here
@@ -100,13 +179,16 @@ def test_pipeline_writes_at_most_the_lattice_and_reports(tmp_path, caplog):
   assert changed.any() and not changed[:, ~support].any()
   assert (changed.sum((1, 2)) <= int(np.ceil(0.1 * 28 * 28))).all()
   assert np.abs(noise).max() == 8
+  # The floor holds on the written file, image by image, as the manifest measured it.
+  assert manifest["split_stats"]["train"]["ssim_min"] >= 0.97
+  assert manifest["lattice"]["min_ssim"] == 0.97
 
 
 @pytest.mark.parametrize("field,value,match", [
     ("pattern", "stripes", "noise.lattice.pattern"),
     ("period", 1, "noise.lattice.period"),
-    ("period", 3, "more than noise.mask_ratio"),
     ("tile", 0, "noise.lattice.tile"),
+    ("bare", "median", "noise.lattice.bare"),
     ("dot", 4, "smaller than noise.lattice.period"),
 ])
 def test_bad_settings_are_refused(field, value, match):
@@ -123,3 +205,19 @@ def test_antipodal_needs_two_classes_and_the_tile_must_fit():
   images, labels = _toy()
   with pytest.raises(ValueError, match="does not fit"):
     methods.generate_noise(_config(tile=4), images, labels, task=BINARY, num_classes=2)
+
+
+def test_a_period_that_does_not_divide_the_image_must_fit_the_ratio():
+  # 14 px, period 5: offsets 2, 7, 12 -> 3 × 3 = 9 dots (4.6 %), not 1/25 = 4 % (8 px).
+  images, labels = _toy(size=14)
+  config = _config(period=5)
+  config.noise.mask_ratio = 0.04
+  with pytest.raises(ValueError, match="puts 9 dot pixels"):
+    methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  config.noise.mask_ratio, config.noise.lattice.period = 0.1, 3  # 16 of 144 px on 12 px
+  with pytest.raises(ValueError, match="more than noise.mask_ratio=0.1"):
+    methods.generate_noise(config, *_toy(), task=BINARY, num_classes=2)
+  config.noise.lattice.period = 5
+  config.noise.mask_ratio = 9 / 196
+  result = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  assert result.masks.sum((1, 2)).max() == 9

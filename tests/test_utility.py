@@ -34,6 +34,25 @@ def test_image_stats_against_hand_computation():
   assert stats["frac_changed"] == pytest.approx((diff > 0).mean())
   assert stats["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse[1:])), rel=1e-4)
   assert stats["ssim"] == pytest.approx(per["ssim"].mean())
+  # The untouched image's SSIM of 1.0 is in the mean over all images, not in the changed ones'.
+  assert stats["ssim_changed"] == pytest.approx(per["ssim"][1:].mean())
+  assert stats["ssim_min"] == pytest.approx(per["ssim"].min())
+  assert stats["ssim_min"] < stats["ssim_changed"] < stats["ssim"]
+
+
+def test_the_summary_line_names_the_changed_images_ssim_only_where_some_are_untouched():
+  from salm_jax import pipeline  # pylint: disable=g-import-not-at-top
+  u = {"psnr": 35.07, "ssim": 0.988, "ssim_changed": 0.956, "ssim_min": 0.883,
+       "n_images": 546, "n_changed_images": 147, "frac_changed": 0.017, "linf_uint8": 18}
+  summary = {"utility": u, "dataset": "b", "split": "train", "victims": [],
+             "protected_file": "p", "tables": "t", "report": "r"}
+  line = pipeline.summary_text(summary).splitlines()[0]
+  assert "SSIM 0.988 (147 changed images: 0.956, lowest 0.883), 1.7% of pixels" in line
+  u["n_changed_images"] = 546
+  summary = {"utility": u, "dataset": "b", "split": "train", "victims": [],
+             "protected_file": "p", "tables": "t", "report": "r"}
+  line = pipeline.summary_text(summary).splitlines()[0]
+  assert "SSIM 0.988, 1.7% of pixels changed, max change 18/255." in line
 
 
 def test_more_noise_means_lower_psnr_and_ssim():

@@ -62,7 +62,8 @@ def test_victim_learns_and_reports_last_and_best_val():
   hist = out["history"]
   assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
   assert hist[-1]["train_loss"] < hist[0]["train_loss"]
-  assert out["last"] == {"epoch": 4, "auc": hist[-1]["test_auc"], "acc": hist[-1]["test_acc"]}
+  assert out["last"] == {"epoch": 4, "auc": hist[-1]["test_auc"], "acc": hist[-1]["test_acc"],
+                         "val_auc": hist[-1]["val_auc"]}
   best = max(hist, key=lambda h: h["val_auc"])
   assert out["best_val"]["val_auc"] == best["val_auc"]
   assert out["best_val"]["epoch"] == min(h["epoch"] for h in hist if h["val_auc"] == best["val_auc"])

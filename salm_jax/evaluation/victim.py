@@ -273,7 +273,7 @@ def _summary(history: list[dict]) -> dict:
   best = history[_best_epoch(history)]
   return {
       "last": {"epoch": history[-1]["epoch"], "auc": history[-1]["test_auc"],
-               "acc": history[-1]["test_acc"]},
+               "acc": history[-1]["test_acc"], "val_auc": history[-1]["val_auc"]},
       "best_val": {"epoch": best["epoch"], "auc": best["test_auc"], "acc": best["test_acc"],
                    "val_auc": best["val_auc"]},
   }
@@ -286,8 +286,8 @@ def train_victim(train, val, test, *, task: str, num_classes: int, arch: str,
   """Trains one victim on `train` (uint8 images, labels) and tracks val / test.
 
   Returns a dict: 'history' (per epoch: epoch, train_loss, val_auc, val_acc,
-  test_auc, test_acc), 'last' and 'best_val' (test auc / acc and their epoch;
-  best_val also holds val_auc), 'seconds', and 'model' (the trained nnx model,
+  test_auc, test_acc), 'last' and 'best_val' (test auc / acc, their epoch and
+  that epoch's val_auc, so a setting can be chosen on val), 'seconds', and 'model' (the trained nnx model,
   in eval mode, for diagnostic utility). `on_epoch` gets each epoch's history
   row (e.g. a TensorBoard writer); the bar is drawn only on a terminal.
   """
