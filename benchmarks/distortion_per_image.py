@@ -25,16 +25,12 @@ from salm_jax import workdir as wd
 from salm_jax.evaluation import utility
 
 
-def row(name: str, seed: int) -> dict:
-  """Per-image figures of one (variant, seed)'s training split, on the written file."""
+def row(name: str, seed: int, clean: np.ndarray) -> dict:
+  """Per-image figures of one (variant, seed)'s training split against the `clean` one."""
   dataset = frontier._DATASET.value  # pylint: disable=protected-access
   root = os.path.join(frontier._WORKDIR.value, dataset)  # pylint: disable=protected-access
   config = frontier.variant_config(name, dataset, seed, root)
-  clean = data_lib.load_from_config(config.dataset).splits["train"].images
-  for needed in frontier._needs(name):  # pylint: disable=protected-access
-    frontier.protected_copy(needed, frontier.variant_config(needed, dataset, seed, root),
-                            os.path.join(root, needed, f"seed{seed}"))
-  protected, _, _ = frontier.protected_copy(name, config, os.path.join(root, name, f"seed{seed}"))
+  protected, _, _ = frontier.seed_copy(name, config, seed, root)
   per = utility.per_image_stats(clean, protected.splits["train"].images)
   changed = np.isfinite(per["psnr"])
   if not changed.any():
@@ -65,19 +61,17 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv):
   del argv
-  if not frontier._JSON_OUT.value:  # pylint: disable=protected-access
-    raise app.UsageError("--json_out is required.")
+  frontier.check_flags()
   out = frontier._JSON_OUT.value  # pylint: disable=protected-access
-  unknown = [v for v in frontier._VARIANTS.value if v not in frontier.VARIANTS]  # pylint: disable=protected-access
-  if unknown:
-    raise app.UsageError(f"unknown variants {unknown}; known: {list(frontier.VARIANTS)}")
+  clean = data_lib.load_from_config(frontier.variant_config(
+      "clean", frontier._DATASET.value, 0, "").dataset).splits["train"].images  # pylint: disable=protected-access
   rows = wd.read_json(out)["rows"] if os.path.exists(out) else []
   key = lambda r: (r["dataset"], r["variant"], r["seed"])
   for seed in (int(s) for s in frontier._SEEDS.value):  # pylint: disable=protected-access
     for name in frontier._VARIANTS.value:  # pylint: disable=protected-access
       if frontier.VARIANTS[name] is None:
         continue  # 'clean' has no noise
-      new = row(name, seed)
+      new = row(name, seed, clean)
       rows = [r for r in rows if key(r) != key(new)] + [new]
       atomic.write_json(out, {"rows": rows})
   print(markdown(rows))

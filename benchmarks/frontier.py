@@ -255,6 +255,24 @@ def protected_copy(name: str, config, workdir: str):
   return protected, manifest["split_stats"]["train"], float(manifest["generator_seconds"])
 
 
+def seed_copy(name: str, config, seed: int, root: str):
+  """`protected_copy` of `name` at `seed` under `root`, after the copies it reads."""
+  for needed in _needs(name):  # e.g. the SALM run whose support a control reuses
+    protected_copy(needed, variant_config(needed, _DATASET.value, seed, root),
+                   os.path.join(root, needed, f"seed{seed}"))
+  return protected_copy(name, config, os.path.join(root, name, f"seed{seed}"))
+
+
+def check_flags() -> None:
+  """--json_out given and every --variants name known (also for the scripts that reuse
+  these flags), before any work."""
+  if not _JSON_OUT.value:
+    raise app.UsageError("--json_out is required (rows are kept there and resumed from).")
+  unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
+  if unknown:
+    raise app.UsageError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+
+
 def victim_row(ds, config, arch: str, seed: int) -> dict:
   """One victim trained on `ds`'s train split, tested on its clean val / test splits."""
   cfg = config.evaluation
@@ -266,11 +284,7 @@ def victim_row(ds, config, arch: str, seed: int) -> dict:
 
 def main(argv):
   del argv
-  if not _JSON_OUT.value:
-    raise app.UsageError("--json_out is required (rows are kept there and resumed from).")
-  unknown = [v for v in _VARIANTS.value if v not in VARIANTS]
-  if unknown:
-    raise app.UsageError(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+  check_flags()
   compile_cache.enable()  # as the entry points: victims compile once across runs
   rows = wd.read_json(_JSON_OUT.value)["rows"] if os.path.exists(_JSON_OUT.value) else []
   defense = _DEFENSE.value
@@ -279,16 +293,12 @@ def main(argv):
   root = os.path.join(_WORKDIR.value, _DATASET.value)
   for seed in (int(s) for s in _SEEDS.value):  # seeds outermost: a cut-short run has seed 0
     for name in _VARIANTS.value:
-      workdir = os.path.join(root, name, f"seed{seed}")
       config = variant_config(name, _DATASET.value, seed, root)
       archs = _ARCHS.value or list(config.evaluation.archs)
       if all((name, seed, a) in done for a in archs):
         continue
       t0 = time.time()
-      for needed in _needs(name):  # e.g. the SALM run whose support a control reuses
-        protected_copy(needed, variant_config(needed, _DATASET.value, seed, root),
-                       os.path.join(root, needed, f"seed{seed}"))
-      ds, stats, gen_seconds = protected_copy(name, config, workdir)
+      ds, stats, gen_seconds = seed_copy(name, config, seed, root)
       logging.info("%s seed %d: protected copy ready in %.0f s", name, seed, time.time() - t0)
       for arch in archs:
         if (name, seed, arch) in done:

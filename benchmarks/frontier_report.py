@@ -48,11 +48,8 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
   out = {}
   for name, rs in by_variant.items():
     archs = sorted({r["arch"] for r in rs})
-    per_arch = {a: {m: _stats([r["last"].get(m) for r in rs if r["arch"] == a])
-                    for m in ("auc", "acc", "val_auc")} for a in archs}
-    for a in archs:  # a victim that checks its clean val AUC and finds it below 0.5 flips
-      per_arch[a]["flip_auc"] = _stats([max(r["last"]["auc"], 1 - r["last"]["auc"])
-                                        for r in rs if r["arch"] == a])
+    per_arch = {a: {m: _stats([of(r["last"]) for r in rs if r["arch"] == a])
+                    for m, of in _PER_VICTIM.items()} for a in archs}
     seeds = sorted({r["seed"] for r in rs})
     per_seed = {m: [float(np.mean([r["last"][m] for r in rs
                                    if r["seed"] == s and r["arch"] in common])) for s in seeds]
@@ -73,6 +70,14 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
                  "seeds": seeds, "zoo_auc_per_seed": per_seed["auc"],
                  "auc_by_seed": auc_by_seed}
   return out
+
+
+# What each victim's row gives the tables: its last epoch's test AUC / ACC, its clean val
+# AUC (None in rows made before it was recorded), and max(AUC, 1 − AUC), what a victim
+# that finds its val AUC below 0.5 and reverses its scores would reach.
+_PER_VICTIM = {"auc": lambda last: last["auc"], "acc": lambda last: last["acc"],
+               "val_auc": lambda last: last.get("val_auc"),
+               "flip_auc": lambda last: max(last["auc"], 1 - last["auc"])}
 
 
 def _common_victims(by_variant: dict[str, list[dict]]) -> list[str]:
@@ -117,20 +122,17 @@ def markdown(summary: dict[str, dict]) -> str:
     d = v["distortion"]
     lowest = "–" if d["ssim_lowest"] is None else f"{d['ssim_lowest']:.3f}"
     cells = [name, ",".join(map(str, v["seeds"])), _pm(d["psnr"], 2), _pm(d["ssim"]),
-             _pm(d["ssim_changed"]), lowest, _pm(d["frac_changed"]), _pm(d["linf_uint8"], 0), _pm(d["generator_seconds"], 0),
-             _pm(v["zoo"]["auc"]), _pm(v["zoo"]["acc"])]
+             _pm(d["ssim_changed"]), lowest, _pm(d["frac_changed"]), _pm(d["linf_uint8"], 0),
+             _pm(d["generator_seconds"], 0), _pm(v["zoo"]["auc"]), _pm(v["zoo"]["acc"])]
     cells += [_pm(v["archs"][a]["auc"]) if a in v["archs"] else "–" for a in archs]
     lines.append("| " + " | ".join(cells) + " |")
-  acc_lines = ["", "Test ACC per victim (last epoch, mean ± std over seeds):", "",
-               "| variant | " + " | ".join(archs) + " |", "|" + "---|" * (1 + len(archs))]
-  for name, v in summary.items():
-    acc_lines.append("| " + " | ".join([name] + [
-        _pm(v["archs"][a]["acc"]) if a in v["archs"] else "–" for a in archs]) + " |")
   seed_lines = ["", "Zoo-mean AUC of each seed (for paired comparisons):", "",
                 "| variant | seeds | zoo mean AUC per seed |", "|---|---|---|"]
   for name, v in summary.items():
     seed_lines.append(f"| {name} | {','.join(map(str, v['seeds']))} | "
                       + " / ".join(f"{a:.3f}" for a in v["zoo_auc_per_seed"]) + " |")
+  acc_lines = _per_victim_lines(summary, archs, "acc",
+                                "Test ACC per victim (last epoch, mean ± std over seeds):")
   return "\n".join(lines + acc_lines + seed_lines + _victim_seed_lines(summary, archs)
                    + _per_victim_lines(summary, archs, "flip_auc", _FLIP)
                    + _per_victim_lines(summary, archs, "val_auc", _VAL)) + "\n"

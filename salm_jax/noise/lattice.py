@@ -209,8 +209,8 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   delta = (np.clip(x + signs * amplitude[:, None, None, None], 0.0, 1.0) - x).astype(np.float32)
   masks = (np.abs(signs).max(-1) > 0) & (amplitude > 0)[:, None, None]
   textured = np.abs(tiles).max((1, 2, 3)) > 0
-  full = textured[classes] & (amplitude == float(noise.epsilon)) & (
-      masks.sum((1, 2)) == support.sum())
+  patterned = textured[classes]  # the images of a class that has a texture
+  full = patterned & (amplitude == float(noise.epsilon)) & (masks.sum((1, 2)) == support.sum())
   details = {"lattice": {
       "pattern": lattice.pattern, "bare": lattice.get("bare", "largest"),
       "period": int(lattice.period), "dot": dot, "tile": int(lattice.tile),
@@ -219,6 +219,6 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
       "min_ssim": float(lattice.get("min_ssim", 0.0)),
       "ssim_floor": lattice.get("ssim_floor", "amplitude"),
       # images of a textured class that the SSIM floor weakened, or emptied
-      "images_lowered": int((textured[classes] & ~full).sum()),
-      "images_left_clean": int((textured[classes] & ~masks.any((1, 2))).sum())}}
+      "images_lowered": int((patterned & ~full).sum()),
+      "images_left_clean": int((patterned & ~masks.any((1, 2))).sum())}}
   return delta, masks, details

@@ -23,8 +23,12 @@ left untouched and counted. SSIM is measured as the reports measure it
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+from salm_jax.data import dataset
+from salm_jax.data import protected as protected_lib
 from salm_jax.evaluation import utility
 
 
@@ -51,6 +55,24 @@ def _ssim(clean: np.ndarray, signs: np.ndarray, level, keep=None) -> np.ndarray:
   return utility.per_image_stats(clean, written.astype(np.uint8))["ssim"]
 
 
+def _first_passing(clean: np.ndarray, signs: np.ndarray, n_trials: int,
+                   trial: Callable[[int, np.ndarray], tuple], min_ssim: float) -> np.ndarray:
+  """int (N,): each image's first trial whose written image keeps the floor (n_trials: none).
+
+  `trial(i, idx)` gives the i-th (uint8 level, kept dots or None) for the
+  images `idx`; trials go from the strongest to the weakest, and only the
+  images no earlier trial settled are measured again.
+  """
+  choice = np.full(len(clean), n_trials)
+  for i in range(n_trials):
+    todo = np.flatnonzero(choice == n_trials)
+    if not len(todo):
+      break
+    level, keep = trial(i, todo)
+    choice[todo[_ssim(clean[todo], signs[todo], level, keep) >= min_ssim]] = i
+  return choice
+
+
 def amplitudes(images: np.ndarray, signs: np.ndarray, epsilon: float,
                min_ssim: float) -> np.ndarray:
   """(N,) amplitude per image in [0, ε]: ε where the floor allows it, else fewer levels.
@@ -59,19 +81,10 @@ def amplitudes(images: np.ndarray, signs: np.ndarray, epsilon: float,
   {-1, 0, 1}, the pattern. The result is ε itself for an image that meets the
   floor at full strength, so turning the floor on changes nothing there.
   """
-  top = int(round(epsilon * 255))
-  clean = np.round(np.asarray(images, np.float64) * 255).astype(np.uint8)
-  out = np.zeros(len(clean))
-  settled = np.zeros(len(clean), bool)
-  for level in range(top, 0, -1):  # the largest level that keeps the floor wins
-    todo = ~settled
-    if not todo.any():
-      break
-    ok = _ssim(clean[todo], signs[todo], level) >= min_ssim
-    idx = np.flatnonzero(todo)[ok]
-    out[idx] = epsilon if level == top else level / 255.0
-    settled[idx] = True
-  return out
+  levels = list(range(protected_lib.linf_bound(epsilon), 0, -1))
+  choice = _first_passing(dataset.as_uint8_like(images, images), signs, len(levels),
+                          lambda i, idx: (levels[i], None), min_ssim)
+  return np.array([epsilon] + [level / 255.0 for level in levels[1:]] + [0.0])[choice]
 
 
 def kept_dots(images: np.ndarray, signs: np.ndarray, epsilon: float,
@@ -82,25 +95,17 @@ def kept_dots(images: np.ndarray, signs: np.ndarray, epsilon: float,
   around them; the flattest tenth goes first, then the next, until the
   written image keeps SSIM ≥ `min_ssim` (all of them, if nothing else does).
   """
-  level = int(round(epsilon * 255))
-  clean = np.round(np.asarray(images, np.float64) * 255).astype(np.uint8)
+  clean = dataset.as_uint8_like(images, images)
   dots = np.abs(signs).max(-1) > 0
   rank = _flatness_rank(clean, dots)
   count = dots.reshape(len(dots), -1).sum(1)
-  keep = dots.copy()
-  settled = np.zeros(len(dots), bool)
-  for step in range(_DROP_STEPS + 1):
-    drop = np.ceil(count * step / _DROP_STEPS)[:, None, None]
-    trial = dots & (rank >= drop)
-    todo = ~settled
-    ok = np.zeros(len(dots), bool)
-    ok[todo] = _ssim(clean[todo], signs[todo], level, trial[todo]) >= min_ssim
-    keep[ok] = trial[ok]
-    settled |= ok
-    if settled.all():
-      break
-  keep[~settled] = False
-  return keep
+  dropped = lambda step, idx: np.ceil(count[idx] * step / _DROP_STEPS)[:, None, None]
+  level = protected_lib.linf_bound(epsilon)
+  choice = _first_passing(clean, signs, _DROP_STEPS + 1,
+                          lambda i, idx: (level, dots[idx] & (rank[idx] >= dropped(i, idx))),
+                          min_ssim)
+  everything = np.arange(len(dots))  # no passing step: a drop past the last dot keeps none
+  return dots & (rank >= dropped(choice, everything))
 
 
 def _flatness_rank(clean: np.ndarray, dots: np.ndarray) -> np.ndarray:
