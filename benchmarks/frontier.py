@@ -165,6 +165,41 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
         "noise.lattice.min_ssim": 0.95, "noise.lattice.ssim_floor": mode})
        for name, bare in (("onesided", "largest"), ("major", "smallest"))
        for suffix, mode in (("", "amplitude"), ("drop", "drop"))},
+    # Round six: the bare class chosen from the images (`noise.lattice.bare='busiest'`:
+    # the class with the most local contrast stays bare, salm_jax/noise/texture_class.py;
+    # the default's rule, bit-identical to `lattice_onesided_35db_ssim95` on BreastMNIST
+    # and `lattice_major_35db_ssim95` on PneumoniaMNIST), with dark dots instead of
+    # bright ones (with and without the floor), and the floor's own control: random
+    # class signs on exactly its written pixels, each moved by the level the texture
+    # wrote there (`noise.random.magnitude='source'`).
+    **{f"lattice_busiest_{floor}{suffix}": ("lattice", {
+        "noise.lattice.pattern": "onesided", "noise.lattice.bare": "busiest",
+        "noise.lattice.polarity": polarity, "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": 35.0, "noise.lattice.min_ssim": min_ssim})
+       for floor, min_ssim in (("ssim95", 0.95), ("35db", 0.0))
+       for suffix, polarity in (("", "bright"), ("_dark", "dark"))},
+    # ... and each dot on its cell's local-contrast peak instead of the cell's centre
+    # (`noise.lattice.placement='peak'`: the same count, on the image's own fine structure).
+    **{f"lattice_peak_{floor}": ("lattice", {
+        "noise.lattice.pattern": "onesided", "noise.lattice.bare": "busiest",
+        "noise.lattice.placement": "peak", "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": 35.0, "noise.lattice.min_ssim": min_ssim})
+       for floor, min_ssim in (("ssim95", 0.95), ("35db", 0.0))},
+    # ... the peak sought only in the 2×2 or 3×3 block around the cell's centre
+    # (`noise.lattice.peak_window`): dots near a regular grid, on the image's structure.
+    **{f"lattice_peak{w}_ssim95": ("lattice", {
+        "noise.lattice.pattern": "onesided", "noise.lattice.bare": "busiest",
+        "noise.lattice.placement": "peak", "noise.lattice.peak_window": w,
+        "noise.mask_ratio": 0.0625, "noise.budget": "psnr", "noise.target_psnr": 35.0,
+        "noise.lattice.min_ssim": 0.95}) for w in (2, 3)},
+    "random_lattice_peak_ssim95": ("random_noise", {
+        "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_peak_ssim95}",
+        "noise.random.magnitude": "source", "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": 35.0}),
+    "random_lattice_busiest_ssim95": ("random_noise", {
+        "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_busiest_ssim95}",
+        "noise.random.magnitude": "source", "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": 35.0}),
     "random_lattice_major_35db": ("random_noise", {
         "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_major_35db}",
         "noise.mask_ratio": 0.0625, "noise.budget": "psnr", "noise.target_psnr": 35.0}),

@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import lattice as lattice_config
 from configs import ops as ops_config
 from configs import random_noise as random_config
 from configs import salm
@@ -198,3 +199,33 @@ def test_ops_pipeline_protects_evaluates_and_reports(tmp_path):
     assert not preview["saliency"].any()
   index = (tmp_path / "report" / "index.md").read_text()
   assert "noise method 'ops'" in index and summary["victims"]
+
+
+def test_random_control_with_source_magnitudes_copies_the_floored_levels(tmp_path):
+  """A lattice whose SSIM floor lowered some images: the control moves each pixel as far."""
+  source = lattice_config.get_config("synthetic,tiny")
+  source.noise.lattice.update(min_ssim=0.99)
+  source.noise.epsilon = 24 / 255
+  protect_lib.protect(source, str(tmp_path / "lattice"), progress=False)
+  written = protected_lib.read_noise(str(tmp_path / "lattice" / "protected"))["train"]["noise"]
+  levels = np.abs(written.astype(np.int16))
+  assert len(np.unique(levels[levels > 0])) > 1  # the floor lowered some images
+  config = random_config.get_config("synthetic,tiny")
+  config.noise.mode = "class"
+  config.noise.epsilon = 24 / 255
+  config.noise.random.update(support_from=str(tmp_path / "lattice" / "protected"),
+                             magnitude="source")
+  protect_lib.protect(config, str(tmp_path / "control"), progress=False)
+  control = protected_lib.read_noise(str(tmp_path / "control" / "protected"))["train"]["noise"]
+  np.testing.assert_array_equal(np.abs(control.astype(np.int16)), levels)
+  assert (np.sign(control) != np.sign(written)).any()  # the signs are the control's own
+
+
+def test_source_magnitudes_need_a_source():
+  config = random_config.get_config("synthetic,tiny")
+  config.noise.random.magnitude = "source"
+  with pytest.raises(ValueError, match="set support_from"):
+    methods.check_settings(config)
+  config.noise.random.magnitude = "half"
+  with pytest.raises(ValueError, match="noise.random.magnitude"):
+    methods.check_settings(config)

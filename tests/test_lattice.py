@@ -189,6 +189,8 @@ def test_pipeline_writes_at_most_the_lattice_and_reports(tmp_path, caplog):
     ("period", 1, "noise.lattice.period"),
     ("tile", 0, "noise.lattice.tile"),
     ("bare", "median", "noise.lattice.bare"),
+    ("polarity", "grey", "noise.lattice.polarity"),
+    ("placement", "corner", "noise.lattice.placement"),
     ("dot", 4, "smaller than noise.lattice.period"),
 ])
 def test_bad_settings_are_refused(field, value, match):
@@ -221,3 +223,71 @@ def test_a_period_that_does_not_divide_the_image_must_fit_the_ratio():
   config.noise.mask_ratio = 9 / 196
   result = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
   assert result.masks.sum((1, 2)).max() == 9
+
+
+def test_bare_busiest_leaves_the_class_with_the_most_fine_structure_clean():
+  """Class 0 speckled, class 1 smooth: the texture goes on class 1, whichever is larger."""
+  rng = np.random.default_rng(0)
+  labels = (np.arange(30) % 2)[:, None].astype(np.int64)
+  labels[:4] = 1  # class 1 the largest: 'largest' would leave it bare
+  images = np.full((30, 12, 12, 1), 0.5, np.float32)
+  speckled = labels[:, 0] == 0
+  images[speckled] += rng.uniform(-0.2, 0.2, (int(speckled.sum()), 12, 12, 1)).astype(np.float32)
+  result = methods.generate_noise(_config(bare="busiest"), images, labels, task=BINARY,
+                                  num_classes=2)
+  details = result.details["lattice"]
+  assert details["classes_without_noise"] == [0] and details["bare"] == "busiest"
+  assert details["class_contrast"][0] > details["class_contrast"][1] == 0.0
+  assert not result.delta[speckled].any() and result.masks[~speckled].all(0).any()
+
+
+def test_dark_polarity_is_the_bright_texture_negated():
+  images, labels = _toy()
+  bright = methods.generate_noise(_config(), images, labels, task=BINARY, num_classes=2)
+  dark = methods.generate_noise(_config(polarity="dark"), images, labels, task=BINARY,
+                                num_classes=2)
+  np.testing.assert_allclose(dark.delta, -bright.delta, atol=1e-6)
+  assert dark.details["lattice"]["polarity"] == "dark"
+
+
+def test_peak_placement_puts_one_dot_per_cell_on_its_local_peak():
+  images, labels = _toy(size=12)
+  rng = np.random.default_rng(1)
+  images = images * 0 + 0.4
+  planted = np.zeros((len(images), 12, 12), bool)
+  for n in range(len(images)):  # one standing-out pixel at a random place in every 4×4 cell
+    for r0 in range(0, 12, 4):
+      for c0 in range(0, 12, 4):
+        r, c = r0 + rng.integers(4), c0 + rng.integers(4)
+        planted[n, r, c] = True
+        images[n, r, c] = 0.6
+  np.testing.assert_array_equal(lattice.peak_support(images, 4), planted)
+  result = methods.generate_noise(_config(placement="peak"), images, labels, task=BINARY,
+                                  num_classes=2)
+  textured = labels[:, 0] == 0
+  np.testing.assert_array_equal(result.masks[textured], planted[textured])
+  assert not result.masks[~textured].any()
+  # Never more than k pixels on the written file: one per cell.
+  levels = np.round(result.delta * 255)
+  assert (np.abs(levels).max(-1) > 0).sum((1, 2)).max() == 9
+  assert result.details["lattice"]["placement"] == "peak"
+
+
+def test_peak_placement_on_a_partial_grid_is_counted_and_dark_peaks_are_dips():
+  # 14 px, period 4: 4 × 4 cells (the last ones partial) -> 16 dots, more than 10 % (20).
+  images, labels = _toy(size=14)
+  assert lattice.peak_support(images, 4).sum((1, 2)).tolist() == [16] * len(images)
+  config = _config(placement="peak")
+  config.noise.mask_ratio = 0.08  # k = 16
+  methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  config.noise.mask_ratio = 0.07
+  with pytest.raises(ValueError, match="puts 16 dot pixels"):
+    methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  dip = np.full((1, 4, 4, 1), 0.5)
+  dip[0, 1, 2] = 0.2
+  assert lattice.peak_support(dip, 4, "dark")[0, 1, 2]
+
+
+def test_peak_placement_takes_single_pixels_only():
+  with pytest.raises(ValueError, match="places single pixels"):
+    methods.check_settings(_config(placement="peak", dot=2, period=8))

@@ -14,7 +14,11 @@ texture. So the shortcut here is stationary, and still sparse:
   at the defaults (one pixel every 4×4); the count on the actual image must
   stay within `noise.mask_ratio`. Every image of a patterned class uses all
   of it. Larger dots at a larger period keep the fraction and survive pooling
-  and resampling better.
+  and resampling better. `noise.lattice.placement='peak'` keeps one pixel
+  per cell but moves it to the cell's local-contrast peak (`peak_support`):
+  the dots then sharpen the image's own fine structure. Measured: stronger
+  against the small CNN, weaker against every other victim, which learn the
+  regular grid (docs/RESULTS.md, round six).
 - Texture: a tile of `tile`×`tile` lattice points (× channels) of signs,
   repeated over the lattice; δ = sign·ε on the support. With the default
   `tile=1` a class's texture is one sign per channel: bright or dark dots.
@@ -22,12 +26,15 @@ texture. So the shortcut here is stationary, and still sparse:
     onesided   one class none, every other class its own tile (the default:
                a class that has a texture against one that has not). Which
                class stays bare is `noise.lattice.bare`: 'largest' (fewest
-               images changed) or 'smallest' (the texture on the majority);
+               images changed), 'smallest' (the texture on the majority) or
+               'busiest' (the class whose clean images have the most local
+               contrast: `texture_class.py` says why);
     antipodal  two classes, the second tile the negative of the first.
   Tiles differ from each other by more than a shift of the lattice, since a
   translation-invariant model cannot tell shifted textures apart. Signs come
   from `PRNGKey(config.seed)`, flipped as a whole so that the first textured
-  class's tile sums to ≥ 0 (with `tile=1` on gray images: bright dots).
+  class's tile sums to ≥ 0 (with `tile=1` on gray images: bright dots), or
+  to ≤ 0 with `noise.lattice.polarity='dark'`.
 - A dot that would leave [0, 1] goes as far as it can (clipped, not flipped:
   a flipped dot would be the other class's texture).
 - `noise.lattice.min_ssim` > 0 lowers the amplitude of the images that need
@@ -50,16 +57,19 @@ import numpy as np
 from salm_jax.noise import class_patterns
 from salm_jax.noise import masks as masks_lib
 from salm_jax.noise import ssim_floor
+from salm_jax.noise import texture_class
 
 PATTERNS = ("onesided", "antipodal")
-BARE = ("largest", "smallest")
+POLARITIES = ("bright", "dark")
+PLACEMENTS = ("centre", "peak")
 _DRAWS = 1000
 
 
 def default_config() -> ml_collections.ConfigDict:
   """The `config.noise.lattice` block: one dot in every 4×4 cell, one sign per class."""
   return ml_collections.ConfigDict(dict(pattern="onesided", period=4, dot=1, tile=1,
-                                        bare="largest", min_ssim=0.0,
+                                        bare="largest", polarity="bright", placement="centre",
+                                        peak_window=0, min_ssim=0.0,
                                         ssim_floor="amplitude"))
 
 
@@ -75,8 +85,19 @@ def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
   if lattice.pattern not in PATTERNS:
     raise ValueError(f"noise.lattice.pattern must be one of {PATTERNS}, got "
                      f"{lattice.pattern!r}.")
-  if lattice.get("bare", "largest") not in BARE:
-    raise ValueError(f"noise.lattice.bare must be one of {BARE}, got {lattice.bare!r}.")
+  texture_class.check(lattice.get("bare", "largest"))
+  if lattice.get("placement", "centre") not in PLACEMENTS:
+    raise ValueError(f"noise.lattice.placement must be one of {PLACEMENTS}, got "
+                     f"{lattice.placement!r}.")
+  if lattice.get("placement", "centre") == "peak" and lattice.get("dot", 1) != 1:
+    raise ValueError("noise.lattice.placement='peak' places single pixels; set noise.lattice.dot=1.")
+  window = lattice.get("peak_window", 0)
+  if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+    raise ValueError(f"noise.lattice.peak_window must be an integer ≥ 0 (0: the whole cell), "
+                     f"got {window!r}.")
+  if lattice.get("polarity", "bright") not in POLARITIES:
+    raise ValueError(f"noise.lattice.polarity must be one of {POLARITIES}, got "
+                     f"{lattice.polarity!r}.")
   ssim_floor.check(lattice.get("min_ssim", 0.0), lattice.get("ssim_floor", "amplitude"),
                    "noise.lattice")
   period = _positive_int(lattice.period, "period", 2)
@@ -100,6 +121,34 @@ def _in_dot(n: int, period: int, dot: int) -> np.ndarray:
   start = (period - dot + 1) // 2
   offset = np.arange(n) % period
   return (offset >= start) & (offset < start + dot)
+
+
+def peak_support(images: np.ndarray, period: int, polarity: str = "bright",
+                 window: int = 0) -> np.ndarray:
+  """bool (N, H, W): in every period×period cell of each image, its local-contrast peak.
+
+  The pixel that stands out most above the mean of its 8 neighbours (below it
+  for dark dots; channels averaged), one per cell, ties to the first: the
+  same count as the centred lattice, but on the image's own fine structure,
+  where a dot sharpens what is there and costs the least SSIM. `window` > 0
+  seeks it only in the window×window block around the cell's centre (1: the
+  centred lattice itself), so that the dots stay near a regular grid.
+  """
+  score = texture_class.contrast_map(np.asarray(images).mean(-1))
+  score = score if polarity == "bright" else -score
+  n, h, w = score.shape
+  if 0 < window < period:  # −inf outside the centred window of every cell
+    score = np.where(_in_dot(h, period, window)[:, None] & _in_dot(w, period, window)[None],
+                     score, -np.inf)
+  ch, cw = -(-h // period), -(-w // period)
+  padded = np.full((n, ch * period, cw * period), -np.inf)
+  padded[:, :h, :w] = score
+  cells = padded.reshape(n, ch, period, cw, period).transpose(0, 1, 3, 2, 4)
+  cells = cells.reshape(n, ch, cw, period * period)
+  onehot = ((np.arange(period * period) == cells.argmax(-1)[..., None])
+            & np.isfinite(cells.max(-1))[..., None])  # a cell with no candidate gets none
+  mask = onehot.reshape(n, ch, cw, period, period).transpose(0, 1, 3, 2, 4)
+  return mask.reshape(n, ch * period, cw * period)[:, :h, :w]
 
 
 def _check_fits(support: np.ndarray, ratio: float, period: int) -> None:
@@ -129,17 +178,15 @@ def _is_new(tile: np.ndarray, tiles: list[np.ndarray]) -> bool:
   return not any(np.array_equal(s, other) for other in tiles for s in _shifts(tile))
 
 
-def bare_class(counts: np.ndarray, bare: str = "largest") -> int:
-  """The class a one-sided pattern leaves untouched (the first one on a tie)."""
-  return int(np.argmax(counts) if bare == "largest" else np.argmin(counts))
-
-
 def class_tiles(key: jax.Array, pattern: str, counts: np.ndarray, tile: int,
-                channels: int, bare: str = "largest") -> np.ndarray:
-  """(K, tile, tile, C) in {-1, 0, 1}: each class's tile, no two equal up to a shift."""
+                channels: int, bare: int | None = None, polarity: str = "bright") -> np.ndarray:
+  """(K, tile, tile, C) in {-1, 0, 1}: each class's tile, no two equal up to a shift.
+
+  `bare`: the class a one-sided pattern leaves untouched (None: the largest).
+  """
   k = len(counts)
-  patterned = [c for c in range(k)
-               if pattern == "antipodal" or c != bare_class(counts, bare)]
+  bare = int(np.argmax(counts)) if bare is None else bare
+  patterned = [c for c in range(k) if pattern == "antipodal" or c != bare]
   draws = iter(np.array(jax.random.rademacher(key, (_DRAWS, tile, tile, channels),
                                               dtype=jnp.float32)))
   out = np.zeros((k, tile, tile, channels), np.float32)
@@ -161,7 +208,8 @@ def class_tiles(key: jax.Array, pattern: str, counts: np.ndarray, tile: int,
     raise ValueError(f"{len(patterned)} classes need that many textures distinct up to a "
                      f"shift; tiles of {tile}×{tile}×{channels} signs do not give them. Raise "
                      "noise.lattice.tile.")
-  out[patterned] = np.stack(tiles) * (1.0 if tiles[0].sum() >= 0 else -1.0)
+  sign = 1.0 if tiles[0].sum() >= 0 else -1.0
+  out[patterned] = np.stack(tiles) * (sign if polarity == "bright" else -sign)
   return out
 
 
@@ -186,6 +234,19 @@ def _under_ssim_floor(lattice, images: np.ndarray, signs: np.ndarray,
   return full, signs * keep[..., None]
 
 
+def _signs(lattice, tiles: np.ndarray, support: np.ndarray, images: np.ndarray,
+           classes: np.ndarray, ratio: float) -> np.ndarray:
+  """(N, H, W, C): each image's class texture on the centred lattice, or on its peaks."""
+  if lattice.get("placement", "centre") == "centre":
+    _check_fits(support, ratio, lattice.period)
+    return textures(tiles, support, lattice.period)[classes]
+  peaks = peak_support(images, lattice.period, lattice.get("polarity", "bright"),
+                       int(lattice.get("peak_window", 0)))
+  _check_fits(peaks[0], ratio, lattice.period)  # one per cell: the same count on every image
+  everywhere = textures(tiles, np.ones_like(support), lattice.period)[classes]
+  return everywhere * peaks[..., None]
+
+
 def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
                task: str, num_classes: int) -> tuple[np.ndarray, np.ndarray, dict]:
   """Lattice textures for `images` (float32 NHWC in [0, 1]): (delta, masks, details)."""
@@ -198,12 +259,15 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
                      f"does not fit a {h}×{w} image; lower noise.lattice.period or tile.")
   classes = np.asarray(labels)[:, 0].astype(np.int64)
   counts = np.bincount(classes, minlength=num_classes)
+  bare = lattice.get("bare", "largest")
+  contrast = (texture_class.class_contrast(images, classes, num_classes)
+              if bare == "busiest" else None)
+  bare_index = texture_class.bare_class(counts, bare, contrast)
   tiles = class_tiles(jax.random.PRNGKey(config.seed), lattice.pattern, counts,
-                      lattice.tile, c, lattice.get("bare", "largest"))
+                      lattice.tile, c, bare_index, lattice.get("polarity", "bright"))
   dot = int(lattice.get("dot", 1))
   support = lattice_support(h, w, lattice.period, dot)
-  _check_fits(support, noise.mask_ratio, lattice.period)
-  signs = textures(tiles, support, lattice.period)[classes]
+  signs = _signs(lattice, tiles, support, images, classes, noise.mask_ratio)
   x = images.astype(np.float64)
   amplitude, signs = _under_ssim_floor(lattice, images, signs, float(noise.epsilon))
   delta = (np.clip(x + signs * amplitude[:, None, None, None], 0.0, 1.0) - x).astype(np.float32)
@@ -212,7 +276,13 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   patterned = textured[classes]  # the images of a class that has a texture
   full = patterned & (amplitude == float(noise.epsilon)) & (masks.sum((1, 2)) == support.sum())
   details = {"lattice": {
-      "pattern": lattice.pattern, "bare": lattice.get("bare", "largest"),
+      "pattern": lattice.pattern, "bare": bare,
+      "polarity": lattice.get("polarity", "bright"),
+      "placement": lattice.get("placement", "centre"),
+      "peak_window": int(lattice.get("peak_window", 0)),
+      # each class's mean local contrast, when it chose the bare class
+      "class_contrast": None if contrast is None else [
+          None if np.isnan(v) else round(float(v), 6) for v in contrast],
       "period": int(lattice.period), "dot": dot, "tile": int(lattice.tile),
       "support_pixels": int(support.sum()),
       "classes_without_noise": np.flatnonzero(~textured).tolist(),

@@ -85,7 +85,7 @@ METHODS: dict[str, Method] = {
                   lambda config: float(config.noise.get("ops", ops.default_config()).epsilon),
                   model_free=True),
     "random": Method(_model_free(random_noise.make_noise),
-                     _noise_epsilon, model_free=True),
+                     _noise_epsilon, model_free=True, check=random_noise.check_settings),
     "flat": Method(_model_free(flat_support.make_noise),
                    _noise_epsilon, model_free=True,
                    check=flat_support.check_config),

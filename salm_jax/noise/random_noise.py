@@ -15,10 +15,15 @@ PGD. If it protects as well as SALM, the optimization is not what protects.
 - Signs: ±1 per pixel and channel from `PRNGKey(config.seed)`; one pattern per
   image (`noise.mode='sample'`) or per class (`'class'`: every image of a class
   gets the same signs, and with a random support the same support).
-- Magnitude: every support pixel moves by exactly ε. A sign that would push a
-  pixel out of [0, 1] (black background, saturated highlights) is flipped, so
-  the written support is the support asked for; a class pattern therefore
-  differs between images only where an image's own pixel forces the sign.
+- Magnitude: every support pixel moves by exactly ε, or with
+  `noise.random.magnitude='source'` by what `support_from`'s written noise
+  moved it (its largest channel): a method whose amplitude differs per image
+  (the lattice under its SSIM floor lowers some images' dots) gets a control
+  with the same amplitudes, pixel by pixel, and only the signs differ. A sign
+  that would push a pixel out of [0, 1] (black background, saturated
+  highlights) is flipped, so the written support is the support asked for; a
+  class pattern therefore differs between images only where an image's own
+  pixel forces the sign.
 """
 from __future__ import annotations
 
@@ -34,17 +39,24 @@ from salm_jax.data import protected as protected_lib
 from salm_jax.noise import masks as masks_lib
 
 MODES = ("sample", "class")
+MAGNITUDES = ("epsilon", "source")
 
 
 def default_config() -> ml_collections.ConfigDict:
   """The `config.noise.random` block."""
   return ml_collections.ConfigDict(dict(
       support_from="",   # a SALM run's protected/ folder: reuse its support ("" = random)
+      magnitude="epsilon",  # or 'source': support_from's written amplitude per pixel
   ))
 
 
 def read_support(protected_dir: str, splits, images: np.ndarray) -> np.ndarray:
-  """bool (N, H, W): pixels whose written noise is nonzero in any channel, splits concatenated.
+  """bool (N, H, W): pixels whose written noise is nonzero in any channel, splits concatenated."""
+  return read_levels(protected_dir, splits, images) > 0
+
+
+def read_levels(protected_dir: str, splits, images: np.ndarray) -> np.ndarray:
+  """int16 (N, H, W): each pixel's written |noise| in uint8 levels (largest channel).
 
   Checks the run's files against its manifest (MD5), that it perturbed every
   split in `splits`, and that its clean images (protected − noise) are
@@ -64,7 +76,7 @@ def read_support(protected_dir: str, splits, images: np.ndarray) -> np.ndarray:
       raise ValueError(f"{protected_dir}: noise of {s} has shape {diff.shape}, images "
                        f"{prot.shape}.")
     diff, prot = (a[..., None] if a.ndim == 3 else a for a in (diff, prot))
-    support.append((diff != 0).any(-1))
+    support.append(np.abs(diff).max(-1))
     clean.append(prot - diff)
   support, clean = np.concatenate(support), np.concatenate(clean)
   if clean.shape != images.shape:
@@ -89,8 +101,10 @@ def random_support(key: jax.Array, num: int, height: int, width: int,
 
 
 def feasible_noise(images: np.ndarray, signs: np.ndarray, support: np.ndarray,
-                   epsilon: float) -> np.ndarray:
+                   epsilon: float | np.ndarray) -> np.ndarray:
   """δ = ±ε on the support (signs flipped where they would leave [0, 1]), 0 elsewhere.
+
+  ε is one number, or an array broadcast against the images (per pixel).
 
   Where neither direction fits a full ε (only possible for ε > 0.5), δ is
   clipped so that x + δ stays in [0, 1].
@@ -102,16 +116,28 @@ def feasible_noise(images: np.ndarray, signs: np.ndarray, support: np.ndarray,
   return np.where(support[..., None], delta, 0.0).astype(np.float32)
 
 
-def check_config(noise, task: str) -> None:
+def check_settings(noise) -> None:
+  """The config-only checks, run before a stage writes anything."""
   if noise.mode not in MODES:
     raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
-  if noise.mode == "class" and tasks.is_multilabel(task):
-    raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
-                     "none. Use noise.mode='sample'.")
   if protected_lib.linf_bound(noise.epsilon) < 1:
     raise ValueError(f"noise.epsilon = {noise.epsilon} rounds to 0 uint8 levels: the random "
                      "control would change nothing. Use ε ≥ 0.5/255.")
   masks_lib.check_ratio(noise.mask_ratio)
+  block = noise.get("random", default_config())
+  magnitude = block.get("magnitude", "epsilon")
+  if magnitude not in MAGNITUDES:
+    raise ValueError(f"noise.random.magnitude must be one of {MAGNITUDES}, got {magnitude!r}.")
+  if magnitude == "source" and not block.support_from:
+    raise ValueError("noise.random.magnitude='source' takes the amplitudes of "
+                     "noise.random.support_from's written noise; set support_from.")
+
+
+def check_config(noise, task: str) -> None:
+  check_settings(noise)
+  if noise.mode == "class" and tasks.is_multilabel(task):
+    raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
+                     "none. Use noise.mode='sample'.")
 
 
 def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
@@ -119,7 +145,8 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   """Random-sign noise for `images` (float32 NHWC in [0, 1]): (delta, masks, details)."""
   noise = config.noise
   check_config(noise, task)
-  support_from = noise.get("random", default_config()).support_from
+  block = noise.get("random", default_config())
+  support_from, magnitude = block.support_from, block.get("magnitude", "epsilon")
   n, h, w, c = images.shape
   key = jax.random.PRNGKey(config.seed)
   groups = np.asarray(labels)[:, 0].astype(np.int64) if noise.mode == "class" else None
@@ -127,12 +154,14 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   expand = (lambda a: a[groups]) if groups is not None else (lambda a: a)
   if support_from:
     splits = [noise.splits] if isinstance(noise.splits, str) else list(noise.splits)
-    support = read_support(support_from, splits, images)
+    levels = read_levels(support_from, splits, images)
+    support = levels > 0
   else:
     support = expand(random_support(jax.random.fold_in(key, 0), num, h, w, noise.mask_ratio))
   signs = np.asarray(jax.random.rademacher(jax.random.fold_in(key, 1), (num, h, w, c),
                                            dtype=jnp.float32))
-  delta = feasible_noise(images, expand(signs), support, float(noise.epsilon))
+  epsilon = (levels[..., None] / 255.0 if magnitude == "source" else float(noise.epsilon))
+  delta = feasible_noise(images, expand(signs), support, epsilon)
   details = {"random": {"support_from": os.path.abspath(support_from) if support_from else None,
-                        "mode": noise.mode}}
+                        "mode": noise.mode, "magnitude": magnitude}}
   return delta, support, details
