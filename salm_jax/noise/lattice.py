@@ -17,8 +17,8 @@ texture. So the shortcut here is stationary, and still sparse:
   and resampling better. `noise.lattice.placement='peak'` keeps one pixel
   per cell but moves it to the cell's local-contrast peak (`peak_support`):
   the dots then sharpen the image's own fine structure. Measured: stronger
-  against the small CNN, weaker against every other victim, which learn the
-  regular grid (docs/RESULTS.md, round six).
+  against the small CNN, weaker against ResNet-18, VGG-16 and the ViT, which
+  learn the regular grid (docs/RESULTS.md, round six).
 - Texture: a tile of `tile`×`tile` lattice points (× channels) of signs,
   repeated over the lattice; δ = sign·ε on the support. With the default
   `tile=1` a class's texture is one sign per channel: bright or dark dots.
