@@ -119,13 +119,14 @@ def main(argv):
   path = frontier._JSON_OUT.value  # pylint: disable=protected-access
   rows = wd.read_json(path)["rows"] if os.path.exists(path) else []
   done = {(r["dataset"], r["variant"], r["seed"], r["arch"]) for r in rows}
+  # The clean data and its test images' contrast are the same for every seed: read once.
+  ds_clean, _, _ = frontier.protected_copy("clean", frontier.variant_config(
+      "clean", dataset, 0, root), root)
+  contrast = texture_class.local_contrast(ds_clean.splits["test"].images)
   for seed in (int(s) for s in frontier._SEEDS.value):  # pylint: disable=protected-access
     ref = frontier.variant_config(_TEXTURED_FROM.value, dataset, seed, root)
-    ds_clean, _, _ = frontier.protected_copy("clean", frontier.variant_config(
-        "clean", dataset, seed, root), root)
     textured_on, _, _ = frontier.seed_copy(_TEXTURED_FROM.value, ref, seed, root)
     textured = textured_class(ds_clean.splits["train"], textured_on.splits["train"])
-    contrast = texture_class.local_contrast(ds_clean.splits["test"].images)
     for name in frontier._VARIANTS.value:  # pylint: disable=protected-access
       for arch in frontier._ARCHS.value or ["small_cnn"]:  # pylint: disable=protected-access
         if (dataset, name, seed, arch) in done:

@@ -82,22 +82,18 @@ def _positive_int(value, name: str, low: int) -> int:
 def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
                  num_classes: int | None = None) -> None:
   lattice = noise.get("lattice", default_config())
-  if lattice.pattern not in PATTERNS:
-    raise ValueError(f"noise.lattice.pattern must be one of {PATTERNS}, got "
-                     f"{lattice.pattern!r}.")
+  for field, options in (("pattern", PATTERNS), ("placement", PLACEMENTS),
+                         ("polarity", POLARITIES)):
+    value = lattice.get(field, options[0])
+    if value not in options:
+      raise ValueError(f"noise.lattice.{field} must be one of {options}, got {value!r}.")
   texture_class.check(lattice.get("bare", "largest"))
-  if lattice.get("placement", "centre") not in PLACEMENTS:
-    raise ValueError(f"noise.lattice.placement must be one of {PLACEMENTS}, got "
-                     f"{lattice.placement!r}.")
   if lattice.get("placement", "centre") == "peak" and lattice.get("dot", 1) != 1:
     raise ValueError("noise.lattice.placement='peak' places single pixels; set noise.lattice.dot=1.")
   window = lattice.get("peak_window", 0)
   if isinstance(window, bool) or not isinstance(window, int) or window < 0:
     raise ValueError(f"noise.lattice.peak_window must be an integer ≥ 0 (0: the whole cell), "
                      f"got {window!r}.")
-  if lattice.get("polarity", "bright") not in POLARITIES:
-    raise ValueError(f"noise.lattice.polarity must be one of {POLARITIES}, got "
-                     f"{lattice.polarity!r}.")
   ssim_floor.check(lattice.get("min_ssim", 0.0), lattice.get("ssim_floor", "amplitude"),
                    "noise.lattice")
   period = _positive_int(lattice.period, "period", 2)
