@@ -192,6 +192,13 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
         "noise.lattice.placement": "peak", "noise.lattice.peak_window": w,
         "noise.mask_ratio": 0.0625, "noise.budget": "psnr", "noise.target_psnr": 35.0,
         "noise.lattice.min_ssim": 0.95}) for w in (2, 3)},
+    # Round seven: the sparser, stronger lattices of `lattice_p{5,6}_35db` (the small CNN's
+    # lowest single seeds of round four) under the default's rule and SSIM floor.
+    **{f"lattice_p{p}_ssim95": ("lattice", {
+        "noise.lattice.pattern": "onesided", "noise.lattice.bare": "busiest",
+        "noise.lattice.period": p, "noise.mask_ratio": float(lattice.lattice_support(28, 28, p).mean()),
+        "noise.budget": "psnr", "noise.target_psnr": 35.0, "noise.lattice.min_ssim": 0.95})
+       for p in (5, 6)},
     "random_lattice_peak_ssim95": ("random_noise", {
         "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_peak_ssim95}",
         "noise.random.magnitude": "source", "noise.mask_ratio": 0.0625,

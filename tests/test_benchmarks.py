@@ -327,3 +327,26 @@ def test_phase_split_input_gradient_equals_xla(size, kernel):
   g = jax.random.normal(kg, s2.forward(x, w, pads).shape)
   np.testing.assert_allclose(s2.phase_split_input_gradient(g, w, x.shape, pads),
                              s2.xla_input_gradient(x, w, g, pads), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_layouts_compute_the_same_convolution_and_input_gradient():
+  """`conv_layout` times NHWC against NCHW on the same numbers: outputs agree after a transpose."""
+  import numpy as np
+  from benchmarks import conv_layout
+  out = {layout: conv_layout.forward_and_input_gradient(
+      *conv_layout.operands(2, 7, 4, layout), layout) for layout in conv_layout.LAYOUTS}
+  for nhwc, nchw in zip(out["NHWC"], out["NCHW"]):
+    np.testing.assert_allclose(np.asarray(nchw).transpose(0, 2, 3, 1), nhwc, rtol=1e-5, atol=1e-5)
+
+
+def test_host_devices_times_the_round_on_one_and_two_host_devices(tmp_path):
+  """Each count runs in its own process with that many XLA:CPU devices, the batch split over them."""
+  import json
+  out = tmp_path / "devices.json"
+  cmd = [sys.executable, "-m", "benchmarks.host_devices", "--case=small_cnn:4:1", "--batch=4",
+         "--steps=1", "--repeats=1", f"--json_out={out}"]
+  proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  rows = json.loads(out.read_text())["rows"]
+  assert [r["devices"] for r in rows] == [1, 2] and rows[0]["vs_one"] == 1.0
+  assert all(r["img_steps_s"] > 0 for r in rows) and "| 2 |" in proc.stdout
