@@ -8,7 +8,7 @@ x), for ResNet-18's stride-1 3×3 layers at 28 px (batch 128, the library's
 XLA:CPU options), written once NHWC/HWIO and once NCHW/OIHW with the same
 numbers, interleaved. Both give the same gradient (`tests/test_benchmarks.py`).
 
-  python -m benchmarks.conv_layout [--json_out=F]
+  python -m benchmarks.conv_layout [--results_dir=D]     # D/conv_layout.json
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import jax
 from jax import lax
 
 from benchmarks import machine, timing
-from salm_jax import atomic, xla_cpu
+from salm_jax import xla_cpu
 
 LAYOUTS = {"NHWC": ("NHWC", "HWIO", "NHWC"), "NCHW": ("NCHW", "OIHW", "NCHW")}
 # (input px, channels): ResNet-18's stride-1 3×3 convolutions at 28 px, one per stage.
@@ -58,26 +58,24 @@ def measure(batch: int, layer: tuple, repeats: int) -> dict:
   return {"px": size, "channels": channels, **ms, "nchw_over_nhwc": round(ms["NCHW"] / ms["NHWC"], 3)}
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--batch", type=int, default=128)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--json_out", default="")
-  args = parser.parse_args()
-  load_before = machine.load()
+def run(args) -> dict:
+  """Every layer of `LAYERS`, its table row printed as it is measured."""
   print("| layer (px, channels, 3×3, stride 1) | NHWC ms | NCHW ms | NCHW / NHWC |")
   print("|---|---|---|---|")
-  rows = []
+  rows, load_before = [], machine.load()
   for layer in LAYERS:
     row = measure(args.batch, layer, args.repeats)
     rows.append(row)
     print(f"| {row['px']}, {row['channels']} | {row['NHWC']} | {row['NCHW']} | "
           f"{row['nchw_over_nhwc']} |", flush=True)
-  if args.json_out:
-    atomic.write_json(args.json_out, {
-        "benchmark": "conv_layout", "batch": args.batch, "repeats": args.repeats, "rows": rows,
-        "machine": machine.describe(), "load_before": load_before, "load_after": machine.load()})
+  return {"benchmark": "conv_layout", "batch": args.batch, "repeats": args.repeats, "rows": rows,
+          "load_before": load_before, "load_after": machine.load()}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--repeats", type=int, default=5)
 
 
 if __name__ == "__main__":
-  main()
+  machine.cli(__doc__, add_arguments, run, "conv_layout")

@@ -10,20 +10,21 @@ library's options) with 1 and with N host devices, each count in its own
 process (the flag is read once per process), alternating the processes
 repeat by repeat.
 
-  python -m benchmarks.host_devices [--case=resnet18:16:1] [--counts=1,2] [--json_out=F]
+  python -m benchmarks.host_devices [--case=resnet18:16:1] [--counts=1,2] [--results_dir=D]
+
+With --results_dir the result goes to D/host_devices_<model>_<width>_<channels>.json.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from benchmarks import child_process, machine
+from benchmarks import child_process, machine, timing
 
 MODULE = "benchmarks.host_devices"
 
 
-def child(args) -> dict:
+def child(_: str, args) -> dict:
   """In the child: the round sharded over every host device, best of 3 calls after a warm-up."""
   import jax
   import numpy as np
@@ -34,25 +35,23 @@ def child(args) -> dict:
   images, labels = bench_pgd.synthetic_batch(args.batch, int(channels))
   mesh = sharding.data_mesh()
   x, y = sharding.shard_batch(mesh, images), sharding.shard_batch(mesh, labels)
-  delta, state = sharding.shard_batch(mesh, np.zeros_like(images)), sharding.replicate(mesh, state)
+  box = {"delta": sharding.shard_batch(mesh, np.zeros_like(images))}
+  state = sharding.replicate(mesh, state)
   fn = bench_pgd.jax_round(sur, steps=args.steps, unroll=True)
   start = time.perf_counter()
-  compiled = fn.lower(state, x, y, delta).compile()
+  compiled = fn.lower(state, x, y, box["delta"]).compile()
   compile_s = time.perf_counter() - start
-  delta, _ = compiled(state, x, y, delta)
-  jax.block_until_ready(delta)
-  times = []
-  for _ in range(3):
-    start = time.perf_counter()
-    delta, _ = compiled(state, x, y, delta)
-    jax.block_until_ready(delta)
-    times.append(time.perf_counter() - start)
+
+  def call():
+    box["delta"], _ = compiled(state, x, y, box["delta"])
+    return box["delta"]
+  times = [timing.seconds(call) for _ in range(4)][1:]  # the first call warms up
   return {"devices": jax.device_count(), "compile_s": round(compile_s, 2),
           "img_steps_s": round(args.batch * args.steps / min(times), 1)}
 
 
-def measure(args) -> dict:
-  """{count: best img·steps/s over the repeats}, the counts' processes alternated."""
+def run(args) -> dict:
+  """{count: best img·steps/s over the repeats}, the counts' processes alternated; printed."""
   counts = [int(c) for c in args.counts.split(",")]
   runs = {c: [] for c in counts}
   argv = [f"--case={args.case}", f"--batch={args.batch}", f"--steps={args.steps}"]
@@ -64,35 +63,23 @@ def measure(args) -> dict:
            "compile_s": min(r["compile_s"] for r in rs), "runs": rs} for c, rs in runs.items()]
   for row in rows:
     row["vs_one"] = round(row["img_steps_s"] / rows[0]["img_steps_s"], 3)
+  print(f"PGD round, {args.case}, batch {args.batch}, {args.steps} steps, best of "
+        f"{args.repeats} processes per count")
+  print("| host devices | compile s | img·steps/s | × one device |\n|---|---|---|---|")
+  for row in rows:
+    print(f"| {row['devices']} | {row['compile_s']} | {row['img_steps_s']} | {row['vs_one']} |")
   return {"benchmark": "host_devices", "case": args.case, "batch": args.batch,
-          "steps": args.steps, "rows": rows, "machine": machine.describe()}
+          "steps": args.steps, "rows": rows}
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--case", default="resnet18:16:1", help="model:width:channels")
   parser.add_argument("--counts", default="1,2", help="host device counts; the first is the base")
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--repeats", type=int, default=2)
-  parser.add_argument("--json_out", default="")
-  parser.add_argument("--child", default="")
-  parser.add_argument("--child_out", default="")
-  args = parser.parse_args()
-  if args.child:
-    with open(args.child_out, "w", encoding="utf-8") as f:
-      json.dump(child(args), f)
-    return
-  result = measure(args)
-  print(f"PGD round, {args.case}, batch {args.batch}, {args.steps} steps, best of "
-        f"{args.repeats} processes per count")
-  print("| host devices | compile s | img·steps/s | × one device |\n|---|---|---|---|")
-  for row in result["rows"]:
-    print(f"| {row['devices']} | {row['compile_s']} | {row['img_steps_s']} | {row['vs_one']} |")
-  if args.json_out:
-    from salm_jax import atomic
-    atomic.write_json(args.json_out, result)
 
 
 if __name__ == "__main__":
-  main()
+  machine.cli(__doc__, add_arguments, run,
+              lambda args: "host_devices_" + args.case.replace(":", "_"), child=child)

@@ -342,9 +342,9 @@ def test_conv_layouts_compute_the_same_convolution_and_input_gradient():
 def test_host_devices_times_the_round_on_one_and_two_host_devices(tmp_path):
   """Each count runs in its own process with that many XLA:CPU devices, the batch split over them."""
   import json
-  out = tmp_path / "devices.json"
+  out = tmp_path / "host_devices_small_cnn_4_1.json"
   cmd = [sys.executable, "-m", "benchmarks.host_devices", "--case=small_cnn:4:1", "--batch=4",
-         "--steps=1", "--repeats=1", f"--json_out={out}"]
+         "--steps=1", "--repeats=1", f"--results_dir={tmp_path}"]
   proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   rows = json.loads(out.read_text())["rows"]
