@@ -17,6 +17,7 @@ import collections
 from absl import app, flags
 import numpy as np
 
+from benchmarks import frontier_rows
 from salm_jax import atomic
 from salm_jax import workdir as wd
 
@@ -27,15 +28,17 @@ _OUT_PNG = flags.DEFINE_string("out_png", None, "The frontier figure (optional).
 _ARCHS = flags.DEFINE_list("archs", None, "Only these victims (default: every one in the rows).")
 
 
+_victim = frontier_rows.row_victim  # 'vit_small/patch7' where a run set the ViT's patch
+
+
 def latest_rows(rows: list[dict]) -> list[dict]:
   """One row per (variant, seed, victim, defense): a later file's row replaces an earlier one.
 
   A rerun (a control regenerated with the SALM run it reads, on another
   machine) is listed after the first run, and only the rerun is averaged.
   """
-  key = lambda r: (r["variant"], r["seed"], r["arch"], r.get("defense", "none"))
-  latest = {key(r): r for r in rows}
-  return [r for r in rows if latest[key(r)] is r]
+  latest = {frontier_rows.row_key(r): r for r in rows}
+  return [r for r in rows if latest[frontier_rows.row_key(r)] is r]
 
 
 def summarize(rows: list[dict]) -> dict[str, dict]:
@@ -47,12 +50,12 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
   common = _common_victims(by_variant)
   out = {}
   for name, rs in by_variant.items():
-    archs = sorted({r["arch"] for r in rs})
-    per_arch = {a: {m: _stats([of(r["last"]) for r in rs if r["arch"] == a])
+    archs = sorted({_victim(r) for r in rs})
+    per_arch = {a: {m: _stats([of(r["last"]) for r in rs if _victim(r) == a])
                     for m, of in _PER_VICTIM.items()} for a in archs}
     seeds = sorted({r["seed"] for r in rs})
     per_seed = {m: [float(np.mean([r["last"][m] for r in rs
-                                   if r["seed"] == s and r["arch"] in common])) for s in seeds]
+                                   if r["seed"] == s and _victim(r) in common])) for s in seeds]
                 for m in ("auc", "acc")}
     zoo = {m: _stats(per_seed[m]) for m in ("auc", "acc")}
     first = {}
@@ -65,7 +68,7 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
               if f["distortion"].get("ssim_min") is not None]
     dist["ssim_lowest"] = min(lowest) if lowest else None  # the lowest image of any seed
     dist["generator_seconds"] = _stats([f["generator_seconds"] for f in first.values()])
-    auc_by_seed = {a: {r["seed"]: r["last"]["auc"] for r in rs if r["arch"] == a} for a in archs}
+    auc_by_seed = {a: {r["seed"]: r["last"]["auc"] for r in rs if _victim(r) == a} for a in archs}
     out[name] = {"archs": per_arch, "zoo": zoo, "zoo_archs": common, "distortion": dist,
                  "seeds": seeds, "zoo_auc_per_seed": per_seed["auc"],
                  "auc_by_seed": auc_by_seed}
@@ -89,8 +92,8 @@ def _common_victims(by_variant: dict[str, list[dict]]) -> list[str]:
   sets = []
   for rs in by_variant.values():
     seeds = {r["seed"] for r in rs}
-    sets.append({a for a in {r["arch"] for r in rs}
-                 if {r["seed"] for r in rs if r["arch"] == a} == seeds})
+    sets.append({a for a in {_victim(r) for r in rs}
+                 if {r["seed"] for r in rs if _victim(r) == a} == seeds})
   return sorted(set.intersection(*sets)) if sets else []
 
 
@@ -209,7 +212,7 @@ def main(argv):
   files = [wd.read_json(p) for p in _JSON.value]
   data = {"machine": files[0]["machine"],
           "rows": latest_rows([r for f in files for r in f["rows"]
-                               if not _ARCHS.value or r["arch"] in _ARCHS.value])}
+                               if not _ARCHS.value or _victim(r) in _ARCHS.value])}
   summary = summarize(data["rows"])
   text = markdown(summary)
   if _OUT_MD.value:

@@ -350,3 +350,19 @@ def test_host_devices_times_the_round_on_one_and_two_host_devices(tmp_path):
   rows = json.loads(out.read_text())["rows"]
   assert [r["devices"] for r in rows] == [1, 2] and rows[0]["vs_one"] == 1.0
   assert all(r["img_steps_s"] > 0 for r in rows) and "| 2 |" in proc.stdout
+
+
+def test_a_vit_with_its_patch_set_is_a_victim_of_its_own():
+  from benchmarks import frontier_rows  # pylint: disable=g-import-not-at-top
+  row = lambda **kwargs: dict(variant="v", seed=0, arch="vit_small",
+                              victim=dict(model_kwargs=kwargs))
+  assert frontier_rows.row_victim(row(dim=64)) == "vit_small"
+  assert frontier_rows.row_victim(row(dim=64, patch_size=7)) == "vit_small/patch7"
+  assert frontier_rows.row_key(row(patch_size=7)) != frontier_rows.row_key(row())
+  assert frontier_rows.row_victim(dict(arch="small_cnn")) == "small_cnn"  # rows before 'victim'
+  code = ("from benchmarks import frontier_report as f; "
+          "row = lambda s, x, **k: dict(variant='v', seed=s, arch='vit_small', last=dict(auc=x, "
+          "acc=0.7), distortion={}, generator_seconds=0, victim=dict(model_kwargs=k)); "
+          "rows = f.latest_rows([row(0, 0.5), row(0, 0.7, patch_size=7)]); "
+          "print(sorted(f.summarize(rows)['v']['archs']))")
+  assert _last_line_of_python(code) == "['vit_small', 'vit_small/patch7']"

@@ -291,3 +291,66 @@ def test_peak_placement_on_a_partial_grid_is_counted_and_dark_peaks_are_dips():
 def test_peak_placement_takes_single_pixels_only():
   with pytest.raises(ValueError, match="places single pixels"):
     methods.check_settings(_config(placement="peak", dot=2, period=8))
+
+
+def test_a_skewed_lattice_is_one_pixel_in_every_period_and_no_two_touch():
+  # 28 px, period 10, skew 3: the residue with the fewest pixels, 78 (9.95 %), not 79.
+  support = lattice.lattice_support(28, 28, 10, skew=3)
+  assert support.sum() == 78 and support.mean() <= 0.1
+  rows, cols = np.nonzero(support)
+  assert len(set((rows + 3 * cols) % 10)) == 1
+  padded = np.pad(support, 1)
+  neighbours = sum(np.roll(np.roll(padded, a, 0), b, 1)
+                   for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0))[1:-1, 1:-1]
+  assert not (support & (neighbours > 0)).any()
+  assert lattice.lattice_support(28, 28, 13, skew=5).sum() == 60
+
+
+def test_a_skewed_lattice_is_written_whole_and_within_the_ratio():
+  images, labels = _toy()
+  config = _config(period=10, skew=3)
+  config.noise.mask_ratio = float(lattice.lattice_support(12, 12, 10, skew=3).mean())
+  result = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  minority = labels[:, 0] == 0
+  assert (result.masks[minority] == lattice.lattice_support(12, 12, 10, skew=3)).all()
+  assert not result.masks[~minority].any()
+  assert result.details["lattice"]["skew"] == 3
+  config.noise.mask_ratio = 0.05
+  with pytest.raises(ValueError, match="more than noise.mask_ratio"):
+    methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"period": 10, "skew": 10}, r"skew must be an integer in \[0, period=10\)"),
+    ({"period": 10, "skew": 1}, "one diagonal line"),
+    ({"period": 10, "skew": 9}, "one diagonal line"),
+    ({"period": 10, "skew": 3, "tile": 2}, "single pixels with one sign"),
+    ({"period": 10, "skew": 3, "placement": "peak"}, "single pixels with one sign"),
+])
+def test_bad_skews_are_refused(fields, match):
+  with pytest.raises(ValueError, match=match):
+    methods.check_settings(_config(**fields))
+
+
+def test_also_periods_add_their_centred_lattices_to_the_support():
+  config = _config(also_periods=(7,))
+  support = lattice.support_of(config.noise.lattice, 28, 28)
+  union = lattice.lattice_support(28, 28, 4) | lattice.lattice_support(28, 28, 7)
+  assert (support == union).all() and support.sum() == 49 + 16 - 1  # one dot on both
+  images, labels = _toy(size=28)
+  config.noise.mask_ratio = float(support.mean())
+  result = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  minority = labels[:, 0] == 0
+  assert (result.masks[minority] == support).all() and not result.masks[~minority].any()
+  np.testing.assert_allclose(result.delta[minority][:, support], 8 / 255, rtol=1e-5)
+  assert result.details["lattice"]["also_periods"] == [7]
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"also_periods": (1,)}, "tuple of integers"),
+    ({"also_periods": (7,), "dot": 2, "period": 8}, "single pixels with one sign"),
+    ({"also_periods": (7,), "tile": 2}, "single pixels with one sign"),
+])
+def test_bad_also_periods_are_refused(fields, match):
+  with pytest.raises(ValueError, match=match):
+    methods.check_settings(_config(**fields))

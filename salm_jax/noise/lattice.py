@@ -19,6 +19,19 @@ texture. So the shortcut here is stationary, and still sparse:
   the dots then sharpen the image's own fine structure. Measured: stronger
   against the small CNN, weaker against ResNet-18, VGG-16 and the ViT, which
   learn the regular grid (docs/RESULTS.md, round six).
+- Other lattices (single pixels, one sign per class; docs/RESULTS.md, round
+  eight, measures both and keeps the default's square period-4 lattice):
+    skew=s > 0        the pixels (i, j) with i + s·j ≡ c (mod period): one
+                      dot in every `period` pixels, so any density 1/n
+                      (period 10, skew 3: a square lattice turned by 18°,
+                      spacing √10, 9.95 % of 28 px; period 13, skew 5: 7.7 %).
+                      At a fixed PSNR the dots' summed amplitude grows as
+                      √density, which is what a network that pools sees.
+    also_periods=(7,) adds the centred lattices of those periods. A ViT sees
+                      a lattice as one offset repeated in every patch only
+                      when the period divides its patch, so periods 4 and 7
+                      together line up with patches of 4, 7, 14 and 28 px
+                      (64 dots on 28 px, 8.2 %; one dot lies on both).
 - Texture: a tile of `tile`×`tile` lattice points (× channels) of signs,
   repeated over the lattice; δ = sign·ε on the support. With the default
   `tile=1` a class's texture is one sign per channel: bright or dark dots.
@@ -68,8 +81,9 @@ _DRAWS = 1000
 def default_config() -> ml_collections.ConfigDict:
   """The `config.noise.lattice` block: one dot in every 4×4 cell, one sign per class."""
   return ml_collections.ConfigDict(dict(pattern="onesided", period=4, dot=1, tile=1,
-                                        bare="largest", polarity="bright", placement="centre",
-                                        peak_window=0, min_ssim=0.0,
+                                        skew=0, also_periods=(), bare="largest",
+                                        polarity="bright",
+                                        placement="centre", peak_window=0, min_ssim=0.0,
                                         ssim_floor="amplitude"))
 
 
@@ -89,7 +103,8 @@ def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
       raise ValueError(f"noise.lattice.{field} must be one of {options}, got {value!r}.")
   texture_class.check(lattice.get("bare", "largest"))
   if lattice.get("placement", "centre") == "peak" and lattice.get("dot", 1) != 1:
-    raise ValueError("noise.lattice.placement='peak' places single pixels; set noise.lattice.dot=1.")
+    raise ValueError("noise.lattice.placement='peak' places single pixels; set "
+                     "noise.lattice.dot=1.")
   window = lattice.get("peak_window", 0)
   if isinstance(window, bool) or not isinstance(window, int) or window < 0:
     raise ValueError(f"noise.lattice.peak_window must be an integer ≥ 0 (0: the whole cell), "
@@ -103,12 +118,66 @@ def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
   if dot >= period:
     raise ValueError(f"noise.lattice.dot={dot} must be smaller than noise.lattice.period="
                      f"{period}: dots that fill their cells are no lattice.")
+  _check_skew(lattice, period, dot)
+  _check_also_periods(lattice, dot)
   class_patterns.check("lattice", lattice.pattern, noise.epsilon, task, num_classes,
                        "'onesided'")
 
 
-def lattice_support(height: int, width: int, period: int, dot: int = 1) -> np.ndarray:
-  """bool (H, W): a dot×dot block at the centre of every period×period cell."""
+def _check_skew(lattice, period: int, dot: int) -> None:
+  """A skewed lattice is single pixels at the centre placement that never touch."""
+  skew = lattice.get("skew", 0)
+  if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew < period:
+    raise ValueError(f"noise.lattice.skew must be an integer in [0, period={period}) "
+                     f"(0: the square lattice), got {skew!r}.")
+  if not skew:
+    return
+  if dot != 1 or lattice.get("tile", 1) != 1 or lattice.get("placement", "centre") != "centre":
+    raise ValueError("noise.lattice.skew > 0 places single pixels with one sign per class at "
+                     "the centre placement; set noise.lattice.dot=1, tile=1, placement='centre'.")
+  if skew in (1, period - 1):
+    raise ValueError(f"noise.lattice.skew={skew} with period={period} puts neighbouring "
+                     "pixels on one diagonal line, not a lattice; pick a skew in "
+                     f"[2, {period - 2}] (period 10: 3).")
+
+
+def _check_also_periods(lattice, dot: int) -> None:
+  """Extra lattices are single pixels on a square, centred lattice with one sign."""
+  also = lattice.get("also_periods", ())
+  if isinstance(also, int) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 2
+                                      for p in also):
+    raise ValueError(f"noise.lattice.also_periods must be a tuple of integers ≥ 2, got {also!r}.")
+  if also and (dot != 1 or lattice.get("tile", 1) != 1 or lattice.get("skew", 0)
+               or lattice.get("placement", "centre") != "centre"):
+    raise ValueError("noise.lattice.also_periods adds single pixels with one sign per class to "
+                     "the square, centred lattice; set noise.lattice.dot=1, tile=1, skew=0, "
+                     "placement='centre'.")
+
+
+def support_of(lattice, height: int, width: int) -> np.ndarray:
+  """bool (H, W): the centred support `noise.lattice` asks for, extra periods included."""
+  support = lattice_support(height, width, lattice.period, int(lattice.get("dot", 1)),
+                            int(lattice.get("skew", 0)))
+  for period in lattice.get("also_periods", ()):
+    support = support | lattice_support(height, width, int(period))
+  return support
+
+
+def lattice_support(height: int, width: int, period: int, dot: int = 1,
+                    skew: int = 0) -> np.ndarray:
+  """bool (H, W): a dot×dot block at the centre of every period×period cell.
+
+  With `skew` > 0: the pixels with i + skew·j ≡ c (mod period), one in every
+  `period`. Of the residues c, the one with the fewest pixels on this image
+  (on 28 px at period 10: 78 = 9.95 %, not 79), then the one nearest to the
+  residue of the image's centre pixel.
+  """
+  if skew:
+    residue = (np.arange(height)[:, None] + skew * np.arange(width)[None, :]) % period
+    counts = np.bincount(residue.ravel(), minlength=period)
+    centre = (height // 2 + skew * (width // 2)) % period
+    best = min(range(period), key=lambda c: (counts[c], (c - centre) % period))
+    return residue == best
   return _in_dot(height, period, dot)[:, None] & _in_dot(width, period, dot)[None, :]
 
 
@@ -261,8 +330,7 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   bare_index = texture_class.bare_class(counts, bare, contrast)
   tiles = class_tiles(jax.random.PRNGKey(config.seed), lattice.pattern, counts,
                       lattice.tile, c, bare_index, lattice.get("polarity", "bright"))
-  dot = int(lattice.get("dot", 1))
-  support = lattice_support(h, w, lattice.period, dot)
+  support = support_of(lattice, h, w)
   signs = _signs(lattice, tiles, support, images, classes, noise.mask_ratio)
   x = images.astype(np.float64)
   amplitude, signs = _under_ssim_floor(lattice, images, signs, float(noise.epsilon))
@@ -279,7 +347,9 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
       # each class's mean local contrast, when it chose the bare class
       "class_contrast": None if contrast is None else [
           None if np.isnan(v) else round(float(v), 6) for v in contrast],
-      "period": int(lattice.period), "dot": dot, "tile": int(lattice.tile),
+      "period": int(lattice.period), "dot": int(lattice.get("dot", 1)),
+      "tile": int(lattice.tile), "skew": int(lattice.get("skew", 0)),
+      "also_periods": [int(p) for p in lattice.get("also_periods", ())],
       "support_pixels": int(support.sum()),
       "classes_without_noise": np.flatnonzero(~textured).tolist(),
       "min_ssim": float(lattice.get("min_ssim", 0.0)),
