@@ -30,7 +30,6 @@ import time
 
 from absl import app, flags, logging
 import jax
-import ml_collections
 
 from benchmarks import frontier_rows
 from salm_jax import atomic
@@ -222,8 +221,8 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     **{f"lattice_{name}_ssim95": ("lattice", {
         "noise.lattice.pattern": "onesided", "noise.lattice.bare": "busiest",
         "noise.lattice.period": period, "noise.lattice.also_periods": also,
-        "noise.mask_ratio": float(lattice.support_of(ml_collections.ConfigDict(
-            {"period": period, "also_periods": also}), 28, 28).mean()),
+        "noise.mask_ratio": float(lattice.lattice_support(28, 28, period,
+                                                          also_periods=also).mean()),
         "noise.budget": "psnr", "noise.target_psnr": 35.0, "noise.lattice.min_ssim": 0.95})
        for name, period, also in (("p7", 7, ()), ("p4p7", 4, (7,)))},
     "random_lattice_peak_ssim95": ("random_noise", {
@@ -351,10 +350,9 @@ def victim_row(ds, config, arch: str, seed: int) -> dict:
   return {"last": out["last"], "best_val": out["best_val"], "seconds": out["seconds"]}
 
 
-def _row_key(name: str, seed: int, config, defense: str, arch: str) -> tuple:
+def _row_key(name: str, seed: int, defense: str, model_kwargs: dict, arch: str) -> tuple:
   """`frontier_rows.row_key` of the row this run would write for `arch`."""
-  kwargs = config.evaluation.model_kwargs.to_dict().get(arch)
-  return (name, seed, frontier_rows.victim_name(arch, kwargs), defense)
+  return (name, seed, frontier_rows.victim_name(arch, model_kwargs.get(arch)), defense)
 
 
 def main(argv):
@@ -369,7 +367,8 @@ def main(argv):
     for name in _VARIANTS.value:
       config = variant_config(name, _DATASET.value, seed, root)
       archs = _ARCHS.value or list(config.evaluation.archs)
-      key = functools.partial(_row_key, name, seed, config, defense)
+      model_kwargs = config.evaluation.model_kwargs.to_dict()
+      key = functools.partial(_row_key, name, seed, defense, model_kwargs)
       if all(key(a) in done for a in archs):
         continue
       t0 = time.time()
@@ -384,7 +383,7 @@ def main(argv):
                "overrides": {**(VARIANTS[name] or ("clean", {}))[1], **_extra()},
                "victim": {"epochs": config.evaluation.epochs,
                           "batch_size": config.evaluation.batch_size,
-                          "model_kwargs": config.evaluation.model_kwargs.to_dict().get(arch, {})},
+                          "model_kwargs": model_kwargs.get(arch, {})},
                **victim_row(ds, config, arch, seed)}
         rows.append(atomic.to_jsonable(row))
         done.add(key(arch))

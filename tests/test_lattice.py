@@ -334,7 +334,7 @@ def test_bad_skews_are_refused(fields, match):
 
 def test_also_periods_add_their_centred_lattices_to_the_support():
   config = _config(also_periods=(7,))
-  support = lattice.support_of(config.noise.lattice, 28, 28)
+  support = lattice.lattice_support(28, 28, 4, also_periods=(7,))
   union = lattice.lattice_support(28, 28, 4) | lattice.lattice_support(28, 28, 7)
   assert (support == union).all() and support.sum() == 49 + 16 - 1  # one dot on both
   images, labels = _toy(size=28)

@@ -118,67 +118,71 @@ def check_config(noise: ml_collections.ConfigDict, task: str | None = None,
   if dot >= period:
     raise ValueError(f"noise.lattice.dot={dot} must be smaller than noise.lattice.period="
                      f"{period}: dots that fill their cells are no lattice.")
-  _check_skew(lattice, period, dot)
-  _check_also_periods(lattice, dot)
+  _check_skew(lattice, period)
+  _check_also_periods(lattice)
   class_patterns.check("lattice", lattice.pattern, noise.epsilon, task, num_classes,
                        "'onesided'")
 
 
-def _check_skew(lattice, period: int, dot: int) -> None:
-  """A skewed lattice is single pixels at the centre placement that never touch."""
+def _check_skew(lattice, period: int) -> None:
+  """A skewed lattice is single pixels that never touch."""
   skew = lattice.get("skew", 0)
   if isinstance(skew, bool) or not isinstance(skew, int) or not 0 <= skew < period:
     raise ValueError(f"noise.lattice.skew must be an integer in [0, period={period}) "
                      f"(0: the square lattice), got {skew!r}.")
   if not skew:
     return
-  if dot != 1 or lattice.get("tile", 1) != 1 or lattice.get("placement", "centre") != "centre":
-    raise ValueError("noise.lattice.skew > 0 places single pixels with one sign per class at "
-                     "the centre placement; set noise.lattice.dot=1, tile=1, placement='centre'.")
+  _require_single_pixels(lattice, "noise.lattice.skew > 0")
   if skew in (1, period - 1):
     raise ValueError(f"noise.lattice.skew={skew} with period={period} puts neighbouring "
                      "pixels on one diagonal line, not a lattice; pick a skew in "
                      f"[2, {period - 2}] (period 10: 3).")
 
 
-def _check_also_periods(lattice, dot: int) -> None:
-  """Extra lattices are single pixels on a square, centred lattice with one sign."""
+def _check_also_periods(lattice) -> None:
+  """Extra lattices are square and centred, added to a square lattice of single pixels."""
   also = lattice.get("also_periods", ())
   if isinstance(also, int) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 2
                                       for p in also):
     raise ValueError(f"noise.lattice.also_periods must be a tuple of integers ≥ 2, got {also!r}.")
-  if also and (dot != 1 or lattice.get("tile", 1) != 1 or lattice.get("skew", 0)
-               or lattice.get("placement", "centre") != "centre"):
-    raise ValueError("noise.lattice.also_periods adds single pixels with one sign per class to "
-                     "the square, centred lattice; set noise.lattice.dot=1, tile=1, skew=0, "
-                     "placement='centre'.")
+  if also:
+    _require_single_pixels(lattice, "noise.lattice.also_periods", skew=0)
 
 
-def support_of(lattice, height: int, width: int) -> np.ndarray:
-  """bool (H, W): the centred support `noise.lattice` asks for, extra periods included."""
-  support = lattice_support(height, width, lattice.period, int(lattice.get("dot", 1)),
-                            int(lattice.get("skew", 0)))
-  for period in lattice.get("also_periods", ()):
-    support = support | lattice_support(height, width, int(period))
-  return support
+def _require_single_pixels(lattice, option: str, **more) -> None:
+  """`option` places single pixels with one sign per class at the centre placement.
+
+  `more`: further fields it needs at these values. Every needed value is the
+  field's default, so an absent field passes.
+  """
+  need = {"dot": 1, "tile": 1, "placement": "centre", **more}
+  if any(lattice.get(field, value) != value for field, value in need.items()):
+    settings = ", ".join(f"{field}={value!r}" for field, value in need.items())
+    raise ValueError(f"{option} places single pixels with one sign per class on the centred "
+                     f"lattice; set noise.lattice.{settings}.")
 
 
-def lattice_support(height: int, width: int, period: int, dot: int = 1,
-                    skew: int = 0) -> np.ndarray:
+def lattice_support(height: int, width: int, period: int, dot: int = 1, skew: int = 0,
+                    also_periods: tuple[int, ...] = ()) -> np.ndarray:
   """bool (H, W): a dot×dot block at the centre of every period×period cell.
 
   With `skew` > 0: the pixels with i + skew·j ≡ c (mod period), one in every
   `period`. Of the residues c, the one with the fewest pixels on this image
   (on 28 px at period 10: 78 = 9.95 %, not 79), then the one nearest to the
-  residue of the image's centre pixel.
+  residue of the image's centre pixel. `also_periods` adds the single-pixel
+  centred lattice of each of those periods.
   """
   if skew:
     residue = (np.arange(height)[:, None] + skew * np.arange(width)[None, :]) % period
     counts = np.bincount(residue.ravel(), minlength=period)
     centre = (height // 2 + skew * (width // 2)) % period
     best = min(range(period), key=lambda c: (counts[c], (c - centre) % period))
-    return residue == best
-  return _in_dot(height, period, dot)[:, None] & _in_dot(width, period, dot)[None, :]
+    support = residue == best
+  else:
+    support = _in_dot(height, period, dot)[:, None] & _in_dot(width, period, dot)[None, :]
+  for extra in also_periods:
+    support = support | lattice_support(height, width, int(extra))
+  return support
 
 
 def _in_dot(n: int, period: int, dot: int) -> np.ndarray:
@@ -330,7 +334,8 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   bare_index = texture_class.bare_class(counts, bare, contrast)
   tiles = class_tiles(jax.random.PRNGKey(config.seed), lattice.pattern, counts,
                       lattice.tile, c, bare_index, lattice.get("polarity", "bright"))
-  support = support_of(lattice, h, w)
+  support = lattice_support(h, w, lattice.period, int(lattice.get("dot", 1)),
+                            int(lattice.get("skew", 0)), tuple(lattice.get("also_periods", ())))
   signs = _signs(lattice, tiles, support, images, classes, noise.mask_ratio)
   x = images.astype(np.float64)
   amplitude, signs = _under_ssim_floor(lattice, images, signs, float(noise.epsilon))
