@@ -225,6 +225,26 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
                                                           also_periods=also).mean()),
         "noise.budget": "psnr", "noise.target_psnr": 35.0, "noise.lattice.min_ssim": 0.95})
        for name, period, also in (("p7", 7, ()), ("p4p7", 4, (7,)))},
+    # Round nine: the default with each dot's amplitude set by the clean image's local
+    # contrast around it under the same floor (`noise.lattice.ssim_floor='contrast'`,
+    # salm_jax/noise/ssim_floor.py): the floor lowers the dots on the flat stretches and
+    # keeps ε on the busy ones instead of lowering a whole image alike; and its control,
+    # random class signs on exactly its written pixels moved by the levels it wrote.
+    "lattice_contrast_ssim95": ("lattice", {
+        "noise.lattice.pattern": "onesided", "noise.lattice.bare": "busiest",
+        "noise.mask_ratio": 0.0625, "noise.budget": "psnr", "noise.target_psnr": 35.0,
+        "noise.lattice.min_ssim": 0.95, "noise.lattice.ssim_floor": "contrast"}),
+    "random_lattice_contrast_ssim95": ("random_noise", {
+        "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_contrast_ssim95}",
+        "noise.random.magnitude": "source", "noise.mask_ratio": 0.0625,
+        "noise.budget": "psnr", "noise.target_psnr": 35.0}),
+    # ... and the baselines at the default's PSNR instead of their own 30-32 dB (issue 9's
+    # target 3 is "at the same PSNR"): EM with ε from a 35.6 dB budget on every pixel
+    # (ε = 4.2/255, written as 4 levels: ≥ 36 dB), and OPS with its pixel's change bounded
+    # by 117/255, so that even a full change keeps 35.7 dB on a 28 px image (BreastMNIST's
+    # default: 35.6 dB over its changed images, PneumoniaMNIST's 36.4).
+    "em_equal_psnr": ("em", {"noise.budget": "psnr", "noise.target_psnr": 35.6}),
+    "ops_equal_psnr": ("ops", {"noise.ops.epsilon": 117 / 255}),
     "random_lattice_peak_ssim95": ("random_noise", {
         "noise.mode": "class", "noise.random.support_from": "{seed_dir:lattice_peak_ssim95}",
         "noise.random.magnitude": "source", "noise.mask_ratio": 0.0625,

@@ -144,7 +144,13 @@ def sparse_texture_noise(config) -> None:
   seven and eight); random signs on the same pixels,
   moved by the same levels, are level with it on four of the six victims
   (it is stronger on VGG-16 and the ViT: where the dots sit, on one class,
-  is most of what victims learn); paper size is not measured.
+  is most of what victims learn); paper size is not measured. At its PSNR
+  EM and OPS (bounded to 117/255) protect less on every fast BreastMNIST
+  victim, and bounded OPS is lower on PneumoniaMNIST's VGG-16 in the mean
+  (two seeds of three, within about one spread; round nine);
+  lowering each dot by the image's local contrast instead of the whole
+  image alike (`noise.lattice.ssim_floor='contrast'`) keeps more of the
+  texture and protects no better (round nine).
   `configs/salm_class.py` is class-wise SALM, the default before textures.
   """
   config.noise.method = "lattice"

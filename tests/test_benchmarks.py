@@ -82,6 +82,9 @@ def test_distortion_per_image_reads_the_written_files_and_keeps_one_row_each(med
   assert sorted(rows) == ["lattice_onesided_35db", "lattice_onesided_35db_ssim95"]
   assert rows["lattice_onesided_35db_ssim95"]["ssim_changed_min"] >= 0.95
   assert rows["lattice_onesided_35db_ssim95"]["psnr_changed_min"] >= 35.0
+  floored, free = rows["lattice_onesided_35db_ssim95"], rows["lattice_onesided_35db"]
+  assert 0 < floored["pixels_at_linf"] <= free["pixels_at_linf"] <= 1  # the floor lowers dots
+  assert 0 < floored["mean_change_uint8"] <= free["mean_change_uint8"] <= free["linf_uint8"]
   assert "| breastmnist | lattice_onesided_35db_ssim95 | 0 |" in proc.stdout
   bad = subprocess.run(cmd[:3] + ["--variants=nope", f"--json_out={out}"], cwd=REPO_ROOT,
                        env=env, capture_output=True, text=True, timeout=300)

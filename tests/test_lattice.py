@@ -13,6 +13,7 @@ from salm_jax.data import protected as protected_lib
 from salm_jax.evaluation import utility
 from salm_jax.noise import lattice
 from salm_jax.noise import methods
+from salm_jax.noise import ssim_floor
 
 BINARY, MULTI = tasks.BINARY, tasks.MULTI_CLASS
 
@@ -150,6 +151,59 @@ def test_the_drop_floor_keeps_full_dots_and_drops_the_flattest_first():
   dropped = support[None] & ~kept
   assert dropped.any() and not dropped[:, :, 8:].any()  # only flat-side dots went
   assert result.details["lattice"]["images_lowered"] == 4
+
+
+def test_the_contrast_floor_keeps_every_dot_and_lowers_the_flat_ones_first():
+  rng = np.random.default_rng(0)
+  images = np.full((8, 16, 16, 1), 100 / 255, np.float32)  # left half flat, right half busy
+  images[:, :, 8:] = rng.integers(40, 220, (8, 16, 8, 1)) / 255
+  labels = (np.arange(8) % 2)[:, None].astype(np.int64)
+  config = _config(period=4, min_ssim=0.98, ssim_floor="contrast")
+  config.noise.epsilon = 30 / 255
+  result = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  clean = np.round(images * 255).astype(np.uint8)
+  written = np.round((images + result.delta) * 255).astype(np.uint8)
+  assert (utility.per_image_stats(clean, written)["ssim"] >= 0.98).all()
+  textured = labels[:, 0] == 1
+  support = lattice.lattice_support(16, 16, 4)
+  # Every dot of a textured image stays, at whole levels from 1 to ε.
+  assert (result.masks[textured] == support[None]).all() and not result.masks[~textured].any()
+  levels = np.abs(written.astype(int) - clean.astype(int))[..., 0][result.masks]
+  assert levels.min() >= 1 and levels.max() <= 30
+  # The busy half keeps more than the flat half on every image.
+  per = np.abs(written.astype(int) - clean.astype(int))[..., 0]
+  flat_side = (per[textured][:, :, :8] * support[:, :8]).sum((1, 2)) / support[:, :8].sum()
+  busy_side = (per[textured][:, :, 8:] * support[:, 8:]).sum((1, 2)) / support[:, 8:].sum()
+  assert (busy_side > flat_side).all()
+  assert result.details["lattice"]["images_lowered"] == 4
+  assert result.details["lattice"]["ssim_floor"] == "contrast"
+
+
+def test_the_contrast_floor_keeps_more_of_the_texture_than_lowering_the_image_alike():
+  """The reason for the mode: at the same floor, more summed dot level per image."""
+  rng = np.random.default_rng(1)
+  images = np.full((8, 16, 16, 1), 100 / 255, np.float32)
+  images[:, :, 8:] = rng.integers(40, 220, (8, 16, 8, 1)) / 255
+  labels = (np.arange(8) % 2)[:, None].astype(np.int64)
+  kept = {}
+  for mode in ("amplitude", "contrast"):
+    config = _config(period=4, min_ssim=0.98, ssim_floor=mode)
+    config.noise.epsilon = 30 / 255
+    delta = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2).delta
+    kept[mode] = np.abs(np.round(delta * 255)).sum((1, 2, 3))[labels[:, 0] == 1]
+  assert (kept["contrast"] > kept["amplitude"]).all()
+
+
+def test_an_image_that_passes_at_full_strength_is_the_same_under_every_floor_mode():
+  images, labels = _flat_and_busy()
+  outs = {}
+  for mode in ssim_floor.MODES:
+    config = _config(period=4, min_ssim=0.9, ssim_floor=mode)
+    config.noise.epsilon = 24 / 255
+    outs[mode] = methods.generate_noise(config, images, labels, task=BINARY, num_classes=2)
+  busy = np.arange(12) >= 6
+  for mode in ssim_floor.MODES[1:]:
+    np.testing.assert_array_equal(outs[mode].delta[busy], outs["amplitude"].delta[busy])
 
 
 def test_the_floor_off_is_the_pattern_as_before_and_bad_floors_are_refused():

@@ -52,7 +52,10 @@ texture. So the shortcut here is stationary, and still sparse:
   a flipped dot would be the other class's texture).
 - `noise.lattice.min_ssim` > 0 lowers the amplitude of the images that need
   it, in whole uint8 levels, so that every written image keeps that SSIM
-  (`ssim_floor.py`); positions and signs stay the class's.
+  (`ssim_floor.py`); positions and signs stay the class's. The amplitude is
+  one per image (`ssim_floor='amplitude'`), or one per dot that follows the
+  clean image's local contrast (`'contrast'`), or ε on the dots that stay
+  (`'drop'`).
 
 Model-free, like `flat_support`; its control is `random_noise` in class mode
 on the written support (`noise.random.support_from`), which has the same
@@ -67,6 +70,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from salm_jax.data import protected as protected_lib
 from salm_jax.noise import class_patterns
 from salm_jax.noise import masks as masks_lib
 from salm_jax.noise import ssim_floor
@@ -292,13 +296,22 @@ def textures(tiles: np.ndarray, support: np.ndarray, period: int) -> np.ndarray:
 
 def _under_ssim_floor(lattice, images: np.ndarray, signs: np.ndarray,
                       epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-  """(per-image amplitude, signs) after `noise.lattice.min_ssim` (see ssim_floor.py)."""
+  """(amplitude (N, H, W, 1) or (N, 1, 1, 1), signs) after `noise.lattice.min_ssim`.
+
+  See ssim_floor.py: 'amplitude' gives one amplitude per image, 'drop' keeps ε
+  and zeroes the dropped dots' signs, 'contrast' one amplitude per dot.
+  """
   min_ssim = float(lattice.get("min_ssim", 0.0))
-  full = np.full(len(images), epsilon)
+  full = np.full((len(images), 1, 1, 1), epsilon)
+  mode = lattice.get("ssim_floor", "amplitude")
   if not min_ssim:
     return full, signs
-  if lattice.get("ssim_floor", "amplitude") == "amplitude":
-    return ssim_floor.amplitudes(images, signs, epsilon, min_ssim), signs
+  if mode == "amplitude":
+    return ssim_floor.amplitudes(images, signs, epsilon, min_ssim)[:, None, None, None], signs
+  if mode == "contrast":
+    levels = ssim_floor.contrast_levels(images, signs, epsilon, min_ssim)
+    top = levels == protected_lib.linf_bound(epsilon)  # a dot at full strength keeps ε itself
+    return np.where(top, epsilon, levels / 255.0)[..., None], signs
   keep = ssim_floor.kept_dots(images, signs, epsilon, min_ssim)
   return full, signs * keep[..., None]
 
@@ -339,11 +352,12 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   signs = _signs(lattice, tiles, support, images, classes, noise.mask_ratio)
   x = images.astype(np.float64)
   amplitude, signs = _under_ssim_floor(lattice, images, signs, float(noise.epsilon))
-  delta = (np.clip(x + signs * amplitude[:, None, None, None], 0.0, 1.0) - x).astype(np.float32)
-  masks = (np.abs(signs).max(-1) > 0) & (amplitude > 0)[:, None, None]
+  delta = (np.clip(x + signs * amplitude, 0.0, 1.0) - x).astype(np.float32)
+  masks = (np.abs(signs) * amplitude).max(-1) > 0
   textured = np.abs(tiles).max((1, 2, 3)) > 0
   patterned = textured[classes]  # the images of a class that has a texture
-  full = patterned & (amplitude == float(noise.epsilon)) & (masks.sum((1, 2)) == support.sum())
+  at_epsilon = (np.broadcast_to(amplitude, signs.shape)[..., 0] == float(noise.epsilon)) | ~masks
+  full = patterned & at_epsilon.all((1, 2)) & (masks.sum((1, 2)) == support.sum())
   details = {"lattice": {
       "pattern": lattice.pattern, "bare": bare,
       "polarity": lattice.get("polarity", "bright"),

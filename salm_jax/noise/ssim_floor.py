@@ -7,8 +7,8 @@ texture at 35 dB left a quarter of BreastMNIST's changed images below SSIM
 0.95 (lowest 0.88) while their mean over *all* images read 0.988
 (`benchmarks/distortion_per_image.py`). Issue 9's floor is about every image.
 
-Two ways to meet the floor (`noise.lattice.ssim_floor`), both per image,
-both keeping the pattern's positions and signs — what a victim learns:
+Three ways to meet the floor (`noise.lattice.ssim_floor`), all per image,
+all keeping the pattern's positions and signs — what a victim learns:
 
   'amplitude'  the largest amplitude, in whole uint8 levels up to ε, whose
                written image keeps SSIM ≥ `min_ssim`; every dot stays.
@@ -16,6 +16,22 @@ both keeping the pattern's positions and signs — what a victim learns:
                neighbourhoods (lowest local standard deviation of the clean
                image) go first, in steps of a tenth of the image's dots,
                until the image keeps the floor.
+  'contrast'   every dot stays; each dot's amplitude follows the local
+               standard deviation of the clean image around it (plus SSIM's
+               own constant), scaled per image by the largest factor that
+               keeps the floor, capped at ε and never below one level. A dot
+               on a busy stretch keeps ε while one on a flat stretch is
+               lowered. Measured (docs/RESULTS.md, round nine): it keeps
+               more of the texture at full ε and protects no better than
+               'amplitude' (weaker on BreastMNIST's VGG-16), so the
+               default stays 'amplitude'.
+
+Why 'contrast': SSIM's loss from a small change n on a window of local
+standard deviation σ is about n²/(2σ² + C2), and a network's contrast for a
+dot against its surroundings goes as n/σ too. Lowering every dot of an image
+alike (`amplitude`) spends the image's SSIM budget on its flattest stretch;
+amplitudes ∝ √(σ² + C2/2) give every dot the same SSIM cost, so an image
+keeps more of its texture at the same floor (Cauchy-Schwarz on the two sums).
 
 PSNR can only rise. An image that cannot keep the floor with any dot is
 left untouched and counted. SSIM is measured as the reports measure it
@@ -32,9 +48,11 @@ from salm_jax.data import protected as protected_lib
 from salm_jax.evaluation import utility
 
 
-MODES = ("amplitude", "drop")
+MODES = ("amplitude", "drop", "contrast")
 _DROP_STEPS = 10
-_WINDOW = 5  # the neighbourhood whose flatness ranks the dots ('drop')
+_WINDOW = 5  # the neighbourhood whose flatness ranks the dots ('drop') or scales them
+_C2_HALF = (0.03 * 255) ** 2 / 2  # SSIM's C2/2 in uint8 units² (dm_pix, K2 = 0.03)
+_SCALE_STEP = 0.9  # 'contrast': each trial scales an image's dots by this much less
 
 
 def check(min_ssim, mode: str, field: str) -> float:
@@ -49,7 +67,10 @@ def check(min_ssim, mode: str, field: str) -> float:
 
 
 def _ssim(clean: np.ndarray, signs: np.ndarray, level, keep=None) -> np.ndarray:
-  """Per-image SSIM of the written uint8 image: clean + signs·level on the kept dots."""
+  """Per-image SSIM of the written uint8 image: clean + signs·level on the kept dots.
+
+  `level`: whole uint8 levels, a number or an array that broadcasts to `signs`.
+  """
   steps = signs if keep is None else signs * keep[..., None]
   written = np.clip(clean.astype(np.int16) + steps.astype(np.int16) * level, 0, 255)
   return utility.per_image_stats(clean, written.astype(np.uint8))["ssim"]
@@ -108,14 +129,48 @@ def kept_dots(images: np.ndarray, signs: np.ndarray, epsilon: float,
   return dots & (rank >= dropped(choice, everything))
 
 
-def _flatness_rank(clean: np.ndarray, dots: np.ndarray) -> np.ndarray:
-  """int (N, H, W): each dot's rank within its image, flattest 0 (non-dots rank last)."""
+def _local_std(clean: np.ndarray) -> np.ndarray:
+  """float64 (N, H, W): the clean image's standard deviation over each _WINDOW² block
+  (channels averaged, edges reflected), in uint8 levels."""
   x = clean.astype(np.float64).mean(-1)
   pad = _WINDOW // 2
   windows = np.lib.stride_tricks.sliding_window_view(
       np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="reflect"), (_WINDOW, _WINDOW), (1, 2))
-  flat = np.where(dots, windows.std((-1, -2)), np.inf).reshape(len(x), -1)
+  return windows.std((-1, -2))
+
+
+def _flatness_rank(clean: np.ndarray, dots: np.ndarray) -> np.ndarray:
+  """int (N, H, W): each dot's rank within its image, flattest 0 (non-dots rank last)."""
+  flat = np.where(dots, _local_std(clean), np.inf).reshape(len(dots), -1)
   order = np.argsort(flat, axis=1, kind="stable")
   rank = np.empty_like(order)
   np.put_along_axis(rank, order, np.arange(order.shape[1])[None], axis=1)
   return rank.reshape(dots.shape)
+
+
+def contrast_levels(images: np.ndarray, signs: np.ndarray, epsilon: float,
+                    min_ssim: float) -> np.ndarray:
+  """int (N, H, W): each dot's whole uint8 level under the floor ('contrast'), 0 off the dots.
+
+  A dot's share r = √(σ² + C2/2) / the largest such value on its image's
+  dots (σ: `_local_std`). Trial j gives level clip(round(L·t_j·r), 1, L),
+  L = ε in levels, t_0 = 1/min r (every dot at L: an image that keeps the
+  floor at full strength is unchanged) and t_j = t_0·0.9^j, down to every
+  dot at one level; the first trial that keeps the floor wins, and an image
+  that keeps it with none is left untouched.
+  """
+  clean = dataset.as_uint8_like(images, images)
+  dots = np.abs(signs).max(-1) > 0
+  spread = np.where(dots, np.sqrt(_local_std(clean) ** 2 + _C2_HALF), np.nan)
+  share = spread / np.nanmax(spread, (1, 2), keepdims=True, initial=-np.inf)
+  share = np.nan_to_num(share, nan=1.0)
+  top = protected_lib.linf_bound(epsilon)
+  start = 1.0 / share.reshape(len(share), -1).min(1)  # (N,): every dot at the top level
+  n_trials = 1 + int(np.ceil(np.log(top * start.max()) / -np.log(_SCALE_STEP)))
+  level = lambda j, idx: np.clip(np.round(top * (start[idx] * _SCALE_STEP ** j)[:, None, None]
+                                          * share[idx]), 1, top).astype(np.int64)
+  choice = _first_passing(clean, signs, n_trials,
+                          lambda j, idx: (level(j, idx)[..., None], None), min_ssim)
+  everything = np.arange(len(dots))
+  return np.where(dots & (choice < n_trials)[:, None, None],
+                  level(np.minimum(choice, n_trials - 1), everything), 0)
