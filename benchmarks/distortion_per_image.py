@@ -7,8 +7,8 @@ changed, so this prints, per (variant, seed), the PSNR and SSIM of the changed
 images (mean and lowest) beside the all-image mean, read from the written
 uint8 files, and how much of the pattern is left at full strength: the share
 of the changed pixels that moved by the file's L∞, and their mean change (an
-SSIM floor lowers dots; its modes lower different ones). It uses frontier's flags and protected copies (made first when
-missing, as frontier would).
+SSIM floor lowers dots; its modes lower different ones). It uses frontier's
+flags and protected copies (made first when missing, as frontier would).
 
   python -m benchmarks.distortion_per_image --dataset=breastmnist --seeds=0 \\
       --variants=lattice_onesided_35db,lattice_major_35db --json_out=/tmp/distortion.json
