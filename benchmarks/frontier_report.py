@@ -9,6 +9,12 @@ PSNR and against the fraction of pixels changed, one point per variant.
 
   python -m benchmarks.frontier_report --json=docs/results/breastmnist_cpu.json \\
       --out_md=docs/results/breastmnist_cpu.md --out_png=docs/results/breastmnist_cpu.png
+
+By default the zoo mean is over the victims that *every* variant has, so one
+small-CNN-only probe shrinks it to the small CNN. `--archs=... --complete`
+keeps only the variants that have every listed victim on each seed (the
+others are named under the tables), so the mean is over that whole list;
+`--mark=<variant>` draws the default as a large star.
 """
 from __future__ import annotations
 
@@ -26,6 +32,11 @@ _JSON = flags.DEFINE_list("json", None, "Row files written by benchmarks/frontie
 _OUT_MD = flags.DEFINE_string("out_md", None, "Markdown tables (default: print).")
 _OUT_PNG = flags.DEFINE_string("out_png", None, "The frontier figure (optional).")
 _ARCHS = flags.DEFINE_list("archs", None, "Only these victims (default: every one in the rows).")
+_COMPLETE = flags.DEFINE_bool(
+    "complete", False, "Only the variants that have every --archs victim on each of their "
+    "seeds, so that the zoo mean (table and figure) is over the whole --archs list.")
+_MARK = flags.DEFINE_list("mark", [], "Variants drawn as a large star in the figure "
+                          "(the default, so that a reader finds it on the frontier).")
 
 
 _victim = frontier_rows.row_victim  # 'vit_small/patch7' where a run set the ViT's patch
@@ -41,12 +52,35 @@ def latest_rows(rows: list[dict]) -> list[dict]:
   return [r for r in rows if latest[frontier_rows.row_key(r)] is r]
 
 
+def complete_rows(rows: list[dict], archs: list[str]) -> tuple[list[dict], list[str]]:
+  """The rows of the variants that have every victim of `archs` on each of their seeds.
+
+  Without it the zoo mean is over the victims that *every* variant has, which
+  one small-CNN-only probe shrinks to the small CNN; the issue's figure wants
+  the mean over the zoo. Returns the kept rows and the names left out.
+  """
+  groups = collections.defaultdict(list)
+  for r in rows:
+    groups[_group(r)].append(r)
+  left_out = []
+  for name, rs in groups.items():
+    seeds = {r["seed"] for r in rs}
+    if not all({r["seed"] for r in rs if _victim(r) == a} == seeds for a in archs):
+      left_out.append(name)
+  return [r for r in rows if _group(r) not in left_out], left_out
+
+
+def _group(row: dict) -> str:
+  """A row's variant, with '[defense]' where its victim was trained with one."""
+  defense = row.get("defense", "none")
+  return row["variant"] + ("" if defense == "none" else f" [{defense}]")
+
+
 def summarize(rows: list[dict]) -> dict[str, dict]:
   """variant -> {'archs': {arch: {auc/acc: (mean, std, n)}}, 'zoo': ..., 'distortion': ...}."""
   by_variant = collections.defaultdict(list)
   for r in rows:  # victims trained with a defense are a variant of their own
-    defense = r.get("defense", "none")
-    by_variant[r["variant"] + ("" if defense == "none" else f" [{defense}]")].append(r)
+    by_variant[_group(r)].append(r)
   common = _common_victims(by_variant)
   out = {}
   for name, rs in by_variant.items():
@@ -175,8 +209,12 @@ def _victim_seed_lines(summary: dict[str, dict], archs: list[str]) -> list[str]:
   return lines
 
 
-def figure(summary: dict[str, dict], path: str, title: str) -> None:
-  """Zoo-mean AUC against PSNR and against pixels changed, ± std over seeds as error bars."""
+def figure(summary: dict[str, dict], path: str, title: str, mark=()) -> None:
+  """Zoo-mean AUC against PSNR and against pixels changed, ± std over seeds as error bars.
+
+  The variants in `mark` are drawn as large stars; the y label names the
+  victims the mean is over, since that set decides what the figure shows.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -186,10 +224,11 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
   colours = plt.get_cmap("tab20" if len(points) > 10 else "tab10")
   for i, (name, v) in enumerate(points):  # one colour and marker per variant, on both axes
     auc, d = v["zoo"]["auc"], v["distortion"]
-    marker = "osD^v"[(i // colours.N) % 5]
+    marker = "*" if name in mark else "osD^v"[(i // colours.N) % 5]
     for ax, key in zip(axes, ("psnr", "frac_changed")):
       ax.errorbar(d[key][0], auc[0], xerr=d[key][1], yerr=auc[1], fmt=marker, capsize=3,
-                  color=colours(i % colours.N), label=name if ax is axes[1] else None)
+                  color=colours(i % colours.N), label=name if ax is axes[1] else None,
+                  markersize=14 if name in mark else 6)
     axes[0].annotate(name, (d["psnr"][0], auc[0]), fontsize=7, xytext=(4, 3),
                      textcoords="offset points")
   for ax, xlabel in zip(axes, ("PSNR of the written file (dB)", "fraction of pixels changed")):
@@ -198,7 +237,9 @@ def figure(summary: dict[str, dict], path: str, title: str) -> None:
     ax.axhline(0.6, color="red", ls=":", lw=1, label="target AUC 0.60")
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
-  axes[0].set_ylabel("victim test AUC, mean over the common victims")
+  common = next(iter(summary.values()))["zoo_archs"] if summary else []
+  axes[0].set_ylabel("victim test AUC, mean over " + (
+      ", ".join(common) if len(common) <= 3 else f"{len(common)} victims"))
   axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
@@ -213,13 +254,23 @@ def main(argv):
   data = {"machine": files[0]["machine"],
           "rows": latest_rows([r for f in files for r in f["rows"]
                                if not _ARCHS.value or _victim(r) in _ARCHS.value])}
+  left_out = []
+  if _COMPLETE.value:
+    if not _ARCHS.value:
+      raise app.UsageError("--complete needs --archs: the victims every kept variant must have.")
+    data["rows"], left_out = complete_rows(data["rows"], _ARCHS.value)
+    if not data["rows"]:
+      raise app.UsageError(f"--complete: no variant has all of {_ARCHS.value} on each seed.")
   summary = summarize(data["rows"])
   text = markdown(summary)
+  if left_out:
+    text += ("\nLeft out (a victim of --archs missing on some seed): "
+             + ", ".join(sorted(left_out)) + ".\n")
   if _OUT_MD.value:
     atomic.write_text(_OUT_MD.value, text)
   print(text)
   if _OUT_PNG.value:
-    figure(summary, _OUT_PNG.value, title(data))
+    figure(summary, _OUT_PNG.value, title(data), mark=_MARK.value)
 
 
 def title(data: dict) -> str:

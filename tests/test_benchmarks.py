@@ -182,6 +182,17 @@ def test_report_keeps_the_latest_row_of_a_rerun():
   assert _last_line_of_python(code) == "[2, 3, 4]"
 
 
+def test_report_complete_keeps_only_variants_with_every_victim_on_each_seed():
+  # 'probe' lacks victim b on seed 1 and 'jpeg' is its own group: only 'full' has both everywhere.
+  code = ("from benchmarks import frontier_report as f; "
+          "r = lambda v, s, a, **k: dict(variant=v, seed=s, arch=a, **k); "
+          "rows = [r(v, s, a) for v in ('full', 'probe') for s in (0, 1) for a in 'ab' "
+          "if (v, s, a) != ('probe', 1, 'b')] + [r('full', 0, 'a', defense='jpeg')]; "
+          "kept, out = f.complete_rows(rows, ['a', 'b']); "
+          "print(sorted({x['variant'] for x in kept}), len(kept), sorted(out))")
+  assert _last_line_of_python(code) == "['full'] 4 ['full [jpeg]', 'probe']"
+
+
 def test_report_counts_the_seeds_each_victim_is_held_on():
   code = ("from benchmarks import frontier_report as f; "
           "rows = [dict(variant='v', seed=s, arch='a', last=dict(auc=x, acc=0.7), distortion={}, "
