@@ -59,15 +59,17 @@ def complete_rows(rows: list[dict], archs: list[str]) -> tuple[list[dict], list[
   one small-CNN-only probe shrinks to the small CNN; the issue's figure wants
   the mean over the zoo. Returns the kept rows and the names left out.
   """
+  left_out = [name for name, rs in _by_group(rows).items()
+              if not set(archs) <= _victims_on_every_seed(rs)]
+  return [r for r in rows if _group(r) not in left_out], left_out
+
+
+def _by_group(rows: list[dict]) -> dict[str, list[dict]]:
+  """Rows by variant; victims trained with a defense are a variant of their own."""
   groups = collections.defaultdict(list)
   for r in rows:
     groups[_group(r)].append(r)
-  left_out = []
-  for name, rs in groups.items():
-    seeds = {r["seed"] for r in rs}
-    if not all({r["seed"] for r in rs if _victim(r) == a} == seeds for a in archs):
-      left_out.append(name)
-  return [r for r in rows if _group(r) not in left_out], left_out
+  return groups
 
 
 def _group(row: dict) -> str:
@@ -78,9 +80,7 @@ def _group(row: dict) -> str:
 
 def summarize(rows: list[dict]) -> dict[str, dict]:
   """variant -> {'archs': {arch: {auc/acc: (mean, std, n)}}, 'zoo': ..., 'distortion': ...}."""
-  by_variant = collections.defaultdict(list)
-  for r in rows:  # victims trained with a defense are a variant of their own
-    by_variant[_group(r)].append(r)
+  by_variant = _by_group(rows)
   common = _common_victims(by_variant)
   out = {}
   for name, rs in by_variant.items():
@@ -123,12 +123,15 @@ def _common_victims(by_variant: dict[str, list[dict]]) -> list[str]:
   Variants are compared on the same architectures, and seeds on the same
   ones, so a victim that only some runs reached is reported but not averaged.
   """
-  sets = []
-  for rs in by_variant.values():
-    seeds = {r["seed"] for r in rs}
-    sets.append({a for a in {_victim(r) for r in rs}
-                 if {r["seed"] for r in rs if _victim(r) == a} == seeds})
+  sets = [_victims_on_every_seed(rs) for rs in by_variant.values()]
   return sorted(set.intersection(*sets)) if sets else []
+
+
+def _victims_on_every_seed(rows: list[dict]) -> set[str]:
+  """The victims of one variant's rows that every one of its seeds has."""
+  seeds = {r["seed"] for r in rows}
+  return {a for a in {_victim(r) for r in rows}
+          if {r["seed"] for r in rows if _victim(r) == a} == seeds}
 
 
 def _stats(values) -> tuple[float, float, int]:
