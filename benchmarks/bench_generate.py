@@ -1,12 +1,16 @@
 """Protecting BreastMNIST end to end: salm_jax's generator vs the same loop in PyTorch.
 
-Both run `configs/salm.py:breastmnist`'s per-image generator (`salm.build(...,
-sparse=False)`: width-16 ResNet-18 surrogate, masks per step, union support,
-its schedule and stop rule; the PyTorch twin implements that schedule only) on BreastMNIST's 546 training images
+Both run the noise and surrogate settings `configs/salm.py:breastmnist` ships
+(class-wise SALM: one δ per class; masks re-chosen at every PGD step, δ cut
+to its own top-k pixels after each round; 10 surrogate SGD steps and 10 PGD
+steps of 1.6/255 a round; a width-16 ResNet-18 surrogate whose BatchNorm
+statistics are set on perturbed images each round; 10 to 40 rounds, stopping
+at 0.99 surrogate accuracy on x + δ) on BreastMNIST's 546 training images,
 from the same initial surrogate weights (the PyTorch twin is loaded from the
 Flax model), each in a fresh child process so that its peak RSS is its own:
 
-  1. salm_jax with an empty compilation cache (what a first run pays);
+  1. salm_jax (`generator.generate`) with an empty compilation cache (what a
+     first run pays);
   2. PyTorch (`benchmarks/torch_minmin.py`), at its default thread count or
      one thread, whichever a short probe finds faster (`faster_torch_threads`);
   3. salm_jax again on the now-warm persistent cache, one round only: its
@@ -14,12 +18,15 @@ Flax model), each in a fresh child process so that its peak RSS is its own:
      later run (the other rounds do not compile).
 
 Reported per run: wall time (salm_jax: the whole `generate` call, surrogate
-construction and compilation included; PyTorch: its loop, from the copied weights),
-rounds, seconds per round after the first, peak RSS, the surrogate's final
-accuracy on x + δ and training loss (lower = stronger error-minimizing
-noise), and the load average.
+construction and compilation included; PyTorch: its loop, from the copied
+weights), rounds, seconds per round after the first, peak RSS, the
+surrogate's final accuracy on x + δ and training loss (lower = stronger
+error-minimizing noise), the fraction of pixels the saved uint8 images
+change, and the load average. The two loops draw their minibatches from
+different random streams, so their rounds and strengths agree only roughly.
 
   python -m benchmarks.bench_generate --data_dir=/work/shared/data/medmnist
+  python -m benchmarks.bench_generate --max_rounds=3 --min_rounds=3 --impls=jax,torch
 """
 from __future__ import annotations
 
@@ -52,7 +59,7 @@ def load(args):
   from configs import salm
   from salm_jax.data import dataset as dataset_lib
   from salm_jax.data import load_dataset
-  config = salm.build(args.dataset, sparse=False)  # the schedule the PyTorch twin implements
+  config = salm.get_config(args.dataset)
   if args.surrogate:
     config.surrogate.model, width = args.surrogate.split(":")
     config.surrogate.width = int(width)
@@ -68,7 +75,7 @@ def load(args):
 
 
 def run_jax(config, images, labels, task, num_classes) -> dict:
-  from salm_jax.noise import generator
+  from salm_jax.noise.salm import generator
   start = time.perf_counter()
   result = generator.generate(config, images, labels, task=task, num_classes=num_classes,
                               progress=False)
@@ -80,23 +87,23 @@ def run_torch(config, images, labels, task, num_classes) -> dict:
   import torch
   from flax import nnx
   from benchmarks import torch_minmin, torch_models
-  from salm_jax.noise import surrogate as surrogate_lib
+  from salm_jax.noise.salm import surrogate as surrogate_lib
   sur, state = surrogate_lib.create(config.surrogate, task=task, num_classes=num_classes,
                                     in_channels=images.shape[-1], image_size=images.shape[1],
                                     seed=config.seed)
   twin = torch_models.create(config.surrogate.model, num_classes=num_classes,
                              in_channels=images.shape[-1], width=config.surrogate.width)
   torch_models.copy_from_nnx(twin, nnx.merge(sur.graphdef, state["params"], state["rest"]))
-  threads = faster_torch_threads(twin, images, labels, config.noise)
+  threads = faster_torch_threads(twin, images, labels, config.noise, num_classes)
   torch.manual_seed(config.seed)
   start = time.perf_counter()  # the twin's weights are copied before: that is not PyTorch's cost
   delta, _, history = torch_minmin.generate(twin, images, labels, config.noise, config.surrogate,
-                                            seed=config.seed)
+                                            num_classes=num_classes, seed=config.seed)
   return {"delta": delta, "history": history, "wall_s": time.perf_counter() - start,
           "torch_threads": threads}
 
 
-def faster_torch_threads(twin, images, labels, noise) -> int:
+def faster_torch_threads(twin, images, labels, noise, num_classes: int) -> int:
   """PyTorch's default thread count or 1, whichever runs a short PGD probe faster now.
 
   On a loaded shared machine PyTorch's OpenMP barriers can make its default
@@ -107,13 +114,15 @@ def faster_torch_threads(twin, images, labels, noise) -> int:
   from benchmarks import torch_pgd
   x = torch.from_numpy(np.ascontiguousarray(images[:64].transpose(0, 3, 1, 2)))
   y = torch.from_numpy(labels[:64].astype(np.int64))
+  groups = y[:, 0] if noise.mode in ("auto", "class") else None
+  delta = torch.zeros((num_classes if groups is not None else len(x),) + x.shape[1:])
   twin.eval()
   best = {}
   for threads in (os.cpu_count() or 1, 1) * 2:
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    torch_pgd.masked_pgd(twin, x, y, torch.zeros_like(x), ratio=noise.mask_ratio,
-                         epsilon=noise.epsilon, step_size=noise.step_size, steps=2)
+    torch_pgd.masked_pgd(twin, x, y, delta, ratio=noise.mask_ratio, epsilon=noise.epsilon,
+                         step_size=noise.step_size, steps=2, groups=groups)
     best[threads] = min(best.get(threads, float("inf")), time.perf_counter() - start)
   threads = min(best, key=best.get)
   torch.set_num_threads(threads)

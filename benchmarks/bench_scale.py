@@ -1,16 +1,17 @@
 """How a generator round's time and memory grow with the number of images.
 
 For N in `--sizes` PneumoniaMNIST training images, a fresh process runs the
-per-image generator of `configs/salm.py:pneumoniamnist` (`salm.build(...,
-sparse=False)`, width-16 ResNet-18 surrogate; as bench_generate)
-for two rounds without a persistent compilation cache, so that
+generator with the noise and surrogate settings `configs/salm.py:pneumoniamnist`
+ships (class-wise SALM, masks re-chosen at every step, top-k projection
+after each round, width-16 ResNet-18 surrogate; as bench_generate) for two
+rounds without a persistent compilation cache, so that
 
   * round 1 = compilation + one round, round 2 = one steady-state round,
     and compile ≈ round 1 - round 2 is reported apart;
   * peak RSS is this N's own; `tracemalloc` also records the peak of host
-    (NumPy) allocations during the run, in units of the noise array's size
-    (N x 28 x 28 x 1 float32), which shows how many copies of the noise are
-    alive at once.
+    (NumPy) allocations during the run, in units of one N x 28 x 28 x 1
+    float32 array (the size of the images, and of the per-image noise
+    `generate` returns), which shows how many such copies are alive at once.
 
 Time per round and memory should grow linearly in N (a line through the
 points; the fit and each point's residual are printed).
@@ -43,8 +44,8 @@ def child(n: int, args) -> dict:
   from configs import salm
   from salm_jax.data import dataset as dataset_lib
   from salm_jax.data import load_dataset
-  from salm_jax.noise import generator
-  config = salm.build(args.dataset, sparse=False)  # the schedule the PyTorch twin implements
+  from salm_jax.noise.salm import generator
+  config = salm.get_config(args.dataset)
   config.noise.update(max_rounds=2, min_rounds=2)
   if args.surrogate:
     config.surrogate.model, width = args.surrogate.split(":")

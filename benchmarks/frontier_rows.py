@@ -3,7 +3,7 @@
 A row names its architecture, and the victim's options sit beside it. Most
 options only resize a model, but a ViT's patch decides what a lattice
 texture looks like to it: the dots are the same offset in every patch only
-when their period divides the patch (docs/RESULTS.md, round eight). So a
+when their period divides the patch (docs/RESULTS.md). So a
 ViT with its patch set is a victim of its own, in the sweep's resume keys
 and in the report's columns ('vit_small/patch7').
 """

@@ -1,15 +1,11 @@
 #!/bin/bash
-# Issue 9's main rows, paper-sized, on one GPU: every finished row is kept.
+# The paper-sized rows of docs/RESULTS.md on one GPU: every finished row is kept.
 #
-# BreastMNIST: clean, the real-data default (the one-sided lattice texture at
-# 35 dB, `lattice_onesided_35db`), its random control and the texture at
-# 8/255, seeds 0-2 (one process per seed, side by side on the one GPU), each
-# protected copy tested on the whole zoo at full width with MedMNIST's
-# 100-epoch recipe (`benchmarks/frontier.py --size=full`). Class-wise SALM,
-# EM and OPS already have full-size rows (docs/results/h200/).
-# PneumoniaMNIST: clean and the default, seeds 0-2 (one process per seed
-# too), ResNet-18 and the small CNN (8.6x the images: the rest did not fit a
-# 15-minute GPU loan).
+# BreastMNIST: clean, SALM (the default), its random control and EM, seeds
+# 0-2 (one process per seed, side by side on the one GPU), each protected copy
+# tested on the whole zoo at full width with MedMNIST's 100-epoch recipe
+# (`benchmarks/frontier.py --size=full`). PneumoniaMNIST: clean and SALM on
+# ResNet-18 and the small CNN (8.6x the images).
 #
 # Run from the repo root on the GPU machine:
 #   OUT=<folder for the JSON> DATA=<folder of the MedMNIST npz files> \
@@ -20,7 +16,7 @@
 # $ROWS/<dataset>_full_s<seed>.json (default /tmp/frontier_rows, which outlives
 # $OUT between two calls on the same machine) and are resumed from there; at
 # the end they and the logs ($OUT/logs.tgz) are copied to $OUT.
-# Report: python -m benchmarks.frontier_report --json=...
+# Report: python -m benchmarks.frontier_report --json=...; the page: benchmarks/results_page.py
 set -u
 LIMIT=${1:-540}
 : "${OUT:?set OUT}" "${DATA:?set DATA}"
@@ -38,8 +34,8 @@ python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.
 'optax', optax.__version__, jax.devices())" || exit 1
 
 ZOO=${ZOO:-small_cnn,resnet18,vgg16,vit_small,resnet50,densenet121}
-BREAST=${BREAST:-clean,lattice_onesided_35db,random_lattice_35db,lattice_onesided}
-PNEUMONIA=${PNEUMONIA-clean,lattice_onesided_35db}   # empty: no PneumoniaMNIST rows
+BREAST=${BREAST:-clean,salm,random_salm,em}
+PNEUMONIA=${PNEUMONIA-clean,salm}   # empty: no PneumoniaMNIST rows
 PNEUMONIA_ZOO=${PNEUMONIA_ZOO:-resnet18,small_cnn}
 run() {  # dataset seeds variants archs
   timeout "$LIMIT" python3 -m benchmarks.frontier --size=full --dataset="$1" --seeds="$2" \

@@ -5,23 +5,29 @@
   python -m benchmarks.run --only=pgd --results_dir=/tmp/b  # one part, elsewhere
   python -m benchmarks.run --quick                          # smallest sizes (the smoke test)
 
-Sizes (`SIZES`): 'short' (the default) times every contender on fewer cases,
-steps, rounds and images, so that the whole suite prints its tables in a
-few minutes on 2 cores; the figures are per image·step, per round and per
-image, so they compare with the full run's. 'full' is each part's own CLI
-defaults, the sizes docs/benchmarks.md reports (half an hour on 2 busy
-cores). 'quick' runs every code path at toy sizes, for the tests.
+Every part times the noise the tool ships (`configs/salm.py`: class-wise
+SALM, masks re-chosen at every PGD step, δ cut to its top-k pixels after
+each round) against the same computation written the usual PyTorch way:
 
-Parts: pgd (`bench_pgd`: one PGD round, salm_jax vs the PyTorch loop),
-generate (`bench_generate`: BreastMNIST end to end vs PyTorch), scale
-(`bench_scale`: round time and memory vs N), levers (`bench_levers`, not in
-the default set: what each XLA:CPU knob changes). Each part runs with the
-defaults of its own CLI (`python -m benchmarks.bench_pgd --help`, ...),
-which takes more options. PyTorch parts are skipped
-when torch is not installed (`pip install -e '.[bench]'`). Results go to
-`benchmarks/results/cpu_<date>/<part>.json` with the machine's description
-and load averages. Timings on a shared machine are noisy: each part
-interleaves its contenders, and the load is printed with every table.
+  pgd       (`bench_pgd`) one PGD round as the generator compiles it vs
+            `torch_pgd.py`, in images x steps per second, per surrogate;
+  generate  (`bench_generate`) protecting BreastMNIST end to end with the
+            default's settings, `generate` vs `torch_minmin.py`: wall time,
+            rounds, peak RSS, the surrogate's final accuracy on x + δ;
+  scale     (`bench_scale`) round time and peak memory against N images;
+  levers    (`bench_levers`, not in the default set) what each XLA:CPU knob
+            changes in that round.
+
+Sizes (`SIZES`): 'short' (the default) runs fewer cases, PGD steps, rounds
+and images, a few minutes on 2 cores; its figures are per image·step, per
+round and per image, so they compare with the full run's. 'full' is each
+part's own CLI defaults, the sizes docs/benchmarks.md reports. 'quick' runs
+every code path at toy sizes, for the tests. Each part takes more options
+on its own CLI (`python -m benchmarks.bench_pgd --help`, ...). PyTorch
+contenders are skipped when torch is not installed (`pip install -e
+'.[bench]'`). Results go to `benchmarks/results/cpu_<date>/<part>.json` with
+the machine's description and load averages; on a shared machine each part
+interleaves its contenders and prints the load with every table.
 """
 from __future__ import annotations
 
@@ -38,14 +44,13 @@ DATA_PARTS = ("generate", "scale")
 
 
 SIZES = {
-    # The smallest sizes that still run every code path (tests/test_benchmarks.py).
+    # The smallest sizes that still run every code path (tests/test_perf_suite.py).
     "quick": {"cases": "small_cnn:4:1", "case": "small_cnn:4:1", "variants": "default,unroll=1",
               "batch": 8, "steps": 2, "repeats": 1, "num_images": 64, "max_rounds": 1,
               "min_rounds": 1, "sizes": "32,64", "surrogate": "small_cnn:4",
               "impls": "jax,torch"},
-    # A few minutes on 2 cores: gray images only, 5 PGD steps a round (the full
-    # width round's 20 steps take half a minute per contender and repeat), 3
-    # generator rounds, N up to 2000.
+    # A few minutes on 2 cores: gray images only, 5 PGD steps a round (the
+    # width-64 round dominates the part's time), 3 generator rounds, N up to 2000.
     "short": {"cases": "resnet18:64:1,resnet18:16:1,small_cnn:16:1", "steps": 5,
               "max_rounds": 3, "min_rounds": 3, "sizes": "500,1000,2000"},
     "full": {},

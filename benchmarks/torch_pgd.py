@@ -1,19 +1,31 @@
 """Masked error-minimizing PGD written the usual PyTorch way: the baseline to beat.
 
 This is how EM's reference code (Huang et al. 2021, `min_min_attack`) runs a
-round, with SALM's top-k mask added the obvious way: a Python loop over the
-steps, one forward and one `torch.autograd.grad` to the input per step, the
-saliency |grad| summed over channels, `topk` per image, a signed step on the
-mask, then the ε-ball and [0, 1] clamps. Images are NCHW (PyTorch's default).
-It computes what `salm_jax.noise.pgd.masked_pgd` computes with
-mask_schedule='step', support='union', so the two are timed on equal work.
+round, with SALM's top-k masks added the obvious way: a Python loop over the
+steps, one forward and one `torch.autograd.grad` to δ per step, the saliency
+|grad| summed over channels, the top k = floor(ratio·H·W) pixels of each δ,
+a signed step on them, the ε-ball clamp, and at the end of the round each δ
+cut to its own k largest pixels. Images are NCHW (PyTorch's default).
+
+It computes what `salm_jax.noise.salm.pgd.masked_pgd` computes with
+mask_schedule='step', so the two are timed on equal work:
+
+  * class-wise (`groups` given, the default on single-label data): δ is
+    (G, C, H, W), image i uses δ[groups[i]], clipped to [0, 1] where it is
+    applied; a group's gradient sums over its images;
+  * sample-wise (`groups=None`, multi-label data): δ is (B, C, H, W) and
+    x + δ is kept in [0, 1] after every step.
+
+Ties pick the lower row-major pixel index, as `lax.top_k` does, and the clip
+is differentiated as `jnp.clip` is (half the gradient where x + δ sits
+exactly on 0 or 1), so the two give the same δ up to float rounding.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from salm_jax.noise.salm.masks import num_kept
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, multilabel: bool):
@@ -22,33 +34,52 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, multilabel: boo
   return F.cross_entropy(logits, labels[:, 0].long(), reduction="none")
 
 
-def topk_mask(grad: torch.Tensor, ratio: float) -> torch.Tensor:
-  """(B, 1, H, W) float mask of the k most salient pixels (|grad| summed over channels)."""
-  b, _, h, w = grad.shape
-  k = max(1, min(h * w, math.ceil(round(ratio * h * w, 9))))
-  saliency = grad.abs().sum(1).reshape(b, h * w)
-  idx = saliency.topk(k, dim=1).indices
-  return torch.zeros_like(saliency).scatter_(1, idx, 1.0).reshape(b, 1, h, w)
+def clip01(x: torch.Tensor) -> torch.Tensor:
+  """clip(x, 0, 1) with `jnp.clip`'s gradient: ties with a bound get half."""
+  return torch.minimum(torch.maximum(x, x.new_zeros(())), x.new_ones(()))
+
+
+def topk_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+  """(N, 1, H, W) float mask of the top floor(ratio·H·W) pixels of each (N, H, W) score map.
+
+  A stable sort, so equal scores go to the lower flat index; NaN ranks last.
+  """
+  n, h, w = scores.shape
+  flat = scores.reshape(n, h * w)
+  flat = flat.masked_fill(flat.isnan(), float("-inf"))
+  idx = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :num_kept(ratio, h * w)]
+  return torch.zeros_like(flat).scatter_(1, idx, 1.0).reshape(n, 1, h, w)
+
+
+def project_to_topk(delta: torch.Tensor, ratio: float) -> torch.Tensor:
+  """Keeps each δ's k largest-|δ| pixels (Σ over channels); zeroes the rest."""
+  return delta * topk_mask(delta.abs().sum(1), ratio)
+
+
+def _gradient(model, images, labels, delta, groups, multilabel: bool) -> torch.Tensor:
+  """∇_δ of the loss summed over the batch (each group's gradient sums over its images)."""
+  delta = delta.detach().requires_grad_(True)
+  inputs = images + delta if groups is None else clip01(images + delta[groups])
+  loss = per_example_loss(model(inputs), labels, multilabel).sum()
+  grad, = torch.autograd.grad(loss, delta)
+  return grad
 
 
 def masked_pgd(model, images, labels, delta, *, ratio: float, epsilon: float, step_size: float,
-               steps: int, multilabel: bool = False):
-  """`steps` masked error-minimizing steps; returns (δ, union of masks (B, H, W) bool).
+               steps: int, groups: torch.Tensor | None = None, multilabel: bool = False):
+  """`steps` masked error-minimizing steps, then the top-k projection; (δ, union of masks).
 
-  `model` must be in eval mode. The loss is summed over the batch, so each
-  image's step depends on that image only (as in salm_jax).
+  `model` must be in eval mode. `delta` is (G, C, H, W) with `groups` (B,)
+  int64, else (B, C, H, W); the union of the step masks is (G | B, H, W) bool.
   """
   delta = delta.detach().clone()
-  union = torch.zeros(images.shape[0], 1, *images.shape[2:], dtype=torch.bool,
-                      device=images.device)
+  union = torch.zeros(delta.shape[0], *delta.shape[2:], dtype=torch.bool, device=delta.device)
   for _ in range(steps):
-    delta.requires_grad_(True)
-    loss = per_example_loss(model(images + delta), labels, multilabel).sum()
-    grad, = torch.autograd.grad(loss, delta)
+    grad = _gradient(model, images, labels, delta, groups, multilabel)
     with torch.no_grad():
-      mask = topk_mask(grad, ratio)
-      delta = delta - step_size * mask * grad.sign()
-      delta = torch.clamp(delta, -epsilon, epsilon)
-      delta = torch.clamp(images + delta, 0.0, 1.0) - images
-      union |= mask.bool()
-  return delta.detach(), union[:, 0]
+      mask = topk_mask(grad.abs().sum(1), ratio)
+      delta = torch.clamp(delta - step_size * mask * grad.sign(), -epsilon, epsilon)
+      if groups is None:
+        delta = torch.clamp(images + delta, 0.0, 1.0) - images
+      union |= mask[:, 0].bool()
+  return project_to_topk(delta, ratio), union

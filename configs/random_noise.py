@@ -1,13 +1,18 @@
-"""The random-sign control: `salm_jax/noise/random_noise.py`.
+"""The random-sign control: `--config=configs/random_noise.py:<arg>`.
 
-±ε (`noise.epsilon`) with random signs on a random support of
-ceil(mask_ratio·H·W) pixels per image, or, with
-`--config.noise.random.support_from=<SALM workdir>/protected`, on exactly the
-pixels that SALM run changed. Same args as `configs/salm.py`; run it with the
-SALM run's `noise.mode`, `noise.splits` and dataset.
+Random ±ε signs on the pixels another run changed
+(`--config.noise.random.support_from=<workdir>/protected`), or on a random
+support of `noise.mask_ratio` of each image: the same budget and support as
+the run it controls, without the optimization
+(`salm_jax/noise/baselines/random_noise.py`). Run it with that run's dataset,
+`noise.mode` and seed. Same args as `configs/salm.py`.
 """
 from configs import salm
+from salm_jax.noise.baselines import random_noise
 
 
 def get_config(arg: str = "synthetic"):
-  return salm.method_config(arg, "random")
+  config = salm.get_config(arg)
+  config.noise.method = "random"
+  config.noise.random = random_noise.default_config()
+  return config

@@ -79,10 +79,10 @@ def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
                  label_names: Mapping[str, str] | None = None,
                  epsilon_uint8: int | None = None, max_images: int = 8,
                  method: str = "salm") -> str:
-  """Rows clean / saliency / mask / noise / protected, one column per example.
+  """Rows clean / saliency / changed pixels / noise / protected, one column per example.
 
   `method` other than 'salm' names a model-free baseline in the title (its
-  saliency row is blank and its mask is the noise's support, not PGD's).
+  saliency row is blank). The third row is the pixels the written file changes.
 
   The noise row is amplified to the full colour range: ±`epsilon_uint8` (the
   L∞ budget in 8-bit levels; the largest |noise| when not given) maps to the
@@ -99,7 +99,7 @@ def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
     gray = {"cmap": "gray", "vmin": 0, "vmax": 255} if clean.ndim == 2 else {}
     sal = np.asarray(preview["saliency"][j], np.float32)
     sal = sal / sal.max() if sal.max() > 0 else sal
-    mask = np.asarray(preview["mask"][j], bool)
+    mask = np.any(noise[j] != 0, axis=-1) if noise[j].ndim == 3 else noise[j] != 0
     noise_j, noise_kw = _noise_image(noise[j], bound)
     axes[0, j].imshow(clean, **gray)
     axes[1, j].imshow(sal, cmap="inferno", vmin=0, vmax=1)
@@ -109,14 +109,11 @@ def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
     axes[4, j].imshow(prot, **gray)
     axes[0, j].set_title(_label_text(preview["labels"][j], label_names) if "labels" in preview
                          else f"#{j}", fontsize=8)
-    axes[2, j].set_title(f"{mask.mean():.0%} of pixels", fontsize=7)
-    changed = np.any(noise[j] != 0, axis=-1) if noise[j].ndim == 3 else noise[j] != 0
-    axes[3, j].set_title(f"{changed.mean():.0%} changed", fontsize=7)
+    axes[2, j].set_title(f"{mask.mean():.1%} changed", fontsize=7)
   for ax in axes.flat:  # keep the frames: an all-white mask or noise-free image stays visible
     ax.set_xticks([])
     ax.set_yticks([])
-  row_names = ("clean", "saliency\n|∇ loss|",
-               "mask\n(PGD support)" if method == "salm" else "mask\n(noise support)",
+  row_names = ("clean", "saliency\n|∇ loss|", "changed pixels\n(written file)",
                f"noise\n(±{bound:g}/255)", "protected")
   for i, name in enumerate(row_names):
     axes[i, 0].set_ylabel(name, fontsize=9)
@@ -124,7 +121,7 @@ def plot_preview(preview: Mapping[str, np.ndarray], path: str, *,
     cax = axes[3, -1].inset_axes([1.06, 0.0, 0.07, 1.0])
     cbar = fig.colorbar(noise_im, cax=cax)
     cbar.ax.tick_params(labelsize=7)
-  fig.suptitle("Clean images, surrogate saliency, SALM mask, noise and protected images"
+  fig.suptitle("Clean images, surrogate saliency, changed pixels, noise and protected images"
                if method == "salm" else
                f"Clean images, support, noise and protected images: baseline {method!r}",
                fontsize=10)
@@ -280,54 +277,64 @@ def plot_utility(stats: Mapping[str, Mapping[str, Any]], path: str) -> str:
 # ------------------------------------------------------------------- sweep ---
 
 
-def sweep_archs(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-  """The architectures evaluated at any point of a sweep, in first-seen order."""
-  archs: list[str] = []
-  for r in rows:
-    archs += [a for a in (r.get("results") or {}) if a not in archs]
-  return archs
-
-
 def plot_sweep(table: Mapping[str, Any], path: str) -> str:
-  """Victim test ACC (last epoch) and PSNR / SSIM against the swept parameter.
+  """The ablation curve: victims and distortion against the swept parameter.
 
-  `table` is sweep/table.json: {'parameter', 'rows': [{'value', 'psnr',
-  'ssim', 'results': {arch: {'clean': {'acc_last', ...}, 'protected': {...}}}}]}.
-  The x axis is logarithmic when the (positive) values span more than a decade.
+  `table` is sweep/table.json; its `curve` holds one entry per value
+  (`salm_jax.sweep.curve`). Four panels: victim test AUC (the zoo mean ± std
+  over seeds, the worst victim, each victim, the clean zoo mean), the zoo's
+  test ACC, PSNR and SSIM (mean and lowest image), and the pixels changed
+  (mean and most-changed image) with the generation time. The x axis is
+  logarithmic when the (positive) values span more than a decade.
   """
-  rows = sorted(table.get("rows") or [], key=lambda r: r["value"])
-  if not rows:
-    raise ValueError("plot_sweep: the sweep table has no rows.")
+  points = sorted(table.get("curve") or [], key=lambda p: p["value"])
+  if not points:
+    raise ValueError("plot_sweep: the sweep table has no points.")
   param = table.get("parameter", "value")
-  x = np.array([float(r["value"]) for r in rows])
-  log_x = bool(np.all(x > 0) and x.max() / x.min() > 10)
-  archs = sweep_archs(rows)
-  fig = Figure(figsize=(11, 3.8))
-  ax_acc, ax_psnr = fig.subplots(1, 2)
+  x = np.array([float(p["value"]) for p in points])
+  get = lambda key: np.array([_nan(p.get(key)) for p in points])
+  fig = Figure(figsize=(11, 7.5))
+  (ax_auc, ax_acc), (ax_img, ax_px) = fig.subplots(2, 2)
+  archs = sorted({a for p in points for a in p.get("auc", {})})
   for i, arch in enumerate(archs):
-    color = f"C{i}"
-    acc = lambda who: [_nan(((r.get("results") or {}).get(arch) or {}).get(who, {})
-                            .get("acc_last")) for r in rows]
-    ax_acc.plot(x, acc("protected"), "o-", color=color, label=f"{arch}: protected")
-    ax_acc.plot(x, acc("clean"), "--", color=color, alpha=0.7, label=f"{arch}: clean")
-  ax_acc.set(title="Victim test ACC (last epoch)", xlabel=param, ylabel="test ACC",
-             ylim=(0, 1.02))
+    ax_auc.plot(x, [_nan(p.get("auc", {}).get(arch)) for p in points], ".-", color=f"C{i}",
+                alpha=0.45, lw=1, label=arch)
   if archs:
-    ax_acc.legend(fontsize=7)
+    ax_auc.errorbar(x, get("zoo_auc"), yerr=np.nan_to_num(get("zoo_auc_std")), fmt="o-",
+                    color="k", lw=2, capsize=3, label="zoo mean ± std over seeds")
+    ax_auc.plot(x, get("worst_auc"), "v--", color="tab:red", label="worst victim")
+    ax_auc.plot(x, get("clean_zoo_auc"), ":", color="gray", lw=2, label="zoo mean, clean data")
+    ax_acc.plot(x, get("zoo_acc"), "o-", color="k", label="zoo mean")
+    ax_auc.legend(fontsize=7)
   else:
-    ax_acc.text(0.5, 0.5, "no victims evaluated", ha="center", va="center",
-                transform=ax_acc.transAxes)
-  ax_psnr.plot(x, [_nan(r.get("psnr")) for r in rows], "o-", color="tab:green", label="PSNR")
-  ax_psnr.set(title="Image quality", xlabel=param, ylabel="PSNR (dB)")
-  ax_ssim = ax_psnr.twinx()
-  ax_ssim.plot(x, [_nan(r.get("ssim")) for r in rows], "s--", color="tab:purple", label="SSIM")
+    ax_auc.text(0.5, 0.5, "no victims evaluated", ha="center", va="center",
+                transform=ax_auc.transAxes)
+  ax_auc.axhline(0.5, color="gray", lw=0.8)
+  ax_auc.set(title="Victim test AUC (last epoch; lower protects more)", ylabel="test AUC",
+             ylim=(0.2, 1.0))
+  ax_acc.set(title="Victim test ACC (last epoch), zoo mean", ylabel="test ACC", ylim=(0, 1.02))
+  ax_img.plot(x, get("psnr"), "o-", color="tab:green", label="PSNR (changed images)")
+  ax_img.set(title="Image quality of the written file", ylabel="PSNR (dB)")
+  ax_ssim = ax_img.twinx()
+  ax_ssim.plot(x, get("ssim"), "s--", color="tab:purple", label="SSIM, mean")
+  ax_ssim.plot(x, get("ssim_min"), "v:", color="tab:purple", label="SSIM, lowest image")
   ax_ssim.set_ylabel("SSIM")
-  ax_psnr.legend(handles=ax_psnr.get_lines() + ax_ssim.get_lines(), fontsize=8)
-  for ax in (ax_acc, ax_psnr):
+  ax_img.legend(handles=ax_img.get_lines() + ax_ssim.get_lines(), fontsize=7)
+  ax_px.plot(x, 100 * get("frac_changed"), "o-", color="tab:blue", label="pixels changed, mean")
+  ax_px.plot(x, 100 * get("frac_changed_max"), "^:", color="tab:blue",
+             label="pixels changed, most-changed image")
+  ax_px.set(title="Sparsity and cost", ylabel="pixels changed (%)")
+  ax_time = ax_px.twinx()
+  ax_time.plot(x, get("generator_seconds"), "s--", color="tab:orange", label="generation time")
+  ax_time.set_ylabel("generation (s)")
+  ax_px.legend(handles=ax_px.get_lines() + ax_time.get_lines(), fontsize=7)
+  for ax in (ax_auc, ax_acc, ax_img, ax_px):
     ax.grid(alpha=0.3)
-    if log_x:
+    ax.set_xlabel(param)
+    if np.all(x > 0) and x.max() / x.min() > 10:
       ax.set_xscale("log")
-  fig.suptitle(f"Sweep over {param}", fontsize=11)
+  seeds = table.get("seeds") or []
+  fig.suptitle(f"Sweep over {param} ({len(seeds)} seed{'s' * (len(seeds) != 1)})", fontsize=11)
   fig.tight_layout()
   return save(fig, path)
 

@@ -19,6 +19,7 @@ from salm_jax import protect as protect_lib
 from salm_jax import tasks
 from salm_jax import terminal
 from salm_jax import workdir as wd
+from salm_jax.evaluation import verdicts
 
 
 def evaluate_stage(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
@@ -93,6 +94,7 @@ def summarize(workdir: str, report_path: str) -> dict:
       "dataset": manifest["dataset"]["name"], "split": split,
       "utility": manifest["split_stats"][split],
       "chance_accuracy": _chance_accuracy(workdir, manifest),
+      "verdict": verdicts.verdict(results),
       "victims": [{"arch": r["arch"], "defense": r["defense"],
                    "poison_fraction": r["poison_fraction"],
                    "clean_acc": r["clean"]["last"]["acc"], "clean_auc": r["clean"]["last"]["auc"],
@@ -121,12 +123,17 @@ def _changed_ssim(u: dict) -> str:
 
 
 def summary_text(summary: dict) -> str:
-  u = summary["utility"]
+  u, v = summary["utility"], summary["verdict"]
+  most = u.get("frac_changed_max")
   lines = [
+      f"Protected: {v['word']} ({v['held']} of {len(v['victims'])} victims lost at least half "
+      "of their AUC's margin over chance).",
       f"Protected {summary['dataset']} ({summary['split']} split): PSNR {_f(u.get('psnr'))} dB, "
-      f"SSIM {_f(u.get('ssim'))}{_changed_ssim(u)}, {100 * u['frac_changed']:.1f}% of pixels "
-      "changed, "
-      f"max change {u['linf_uint8']}/255.",
+      f"SSIM {_f(u.get('ssim'))}{_changed_ssim(u)}, "
+      + (f"at most {100 * most:.1f}% of an image's pixels changed ({100 * u['frac_changed']:.1f}%"
+         " on average)" if most is not None else f"{100 * u['frac_changed']:.1f}% of pixels "
+                                                  "changed")
+      + f", max change {u['linf_uint8']}/255.",
       "Victims trained on each copy, tested on the clean test set (last epoch):",
   ]
   for v in summary["victims"]:

@@ -26,7 +26,7 @@ from salm_jax import workdir as wd
 from salm_jax.evaluation import utility
 from salm_jax.noise import budget
 from salm_jax.noise import methods
-from salm_jax.noise import saliency as saliency_lib
+from salm_jax.noise.salm import saliency as saliency_lib
 
 PREVIEW_COUNT = 8
 
@@ -111,7 +111,7 @@ def _write_preview(workdir, dataset, split, protected, masks, result, config) ->
   if result.surrogate is None:
     sal = np.zeros(clean.shape[:3], np.float32)
   else:
-    sal = _preview_saliency(result.surrogate, config.noise.saliency_reduce)(
+    sal = _preview_saliency(result.surrogate)(
         result.surrogate_state, data_lib.as_float(clean), labels)
   noise = protected[:PREVIEW_COUNT].astype(np.int16) - clean.astype(np.int16)
   atomic.save_npz(wd.path(workdir, wd.PREVIEW), clean=clean, protected=protected[:PREVIEW_COUNT],
@@ -120,15 +120,14 @@ def _write_preview(workdir, dataset, split, protected, masks, result, config) ->
 
 
 @functools.lru_cache(maxsize=8)
-def _preview_saliency(sur, reduce: str):
+def _preview_saliency(sur):
   """Jitted `(state, images, labels) -> saliency` of a surrogate.
 
   One compilation instead of dispatching (and compiling) every primitive of
   the forward and backward pass one by one, which is slow on a cold start.
   """
   def fn(state, images, labels):
-    return saliency_lib.pixel_saliency(sur.logits_fn(state), images, labels, task=sur.task,
-                                       reduce=reduce)
+    return saliency_lib.saliency_map(sur.logits_fn(state), images, labels, task=sur.task)
   return jax.jit(fn)
 
 

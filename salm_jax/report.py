@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from salm_jax import atomic, figures, workdir as wd
+from salm_jax.evaluation import verdicts as evaluation_lib
 
 FIGURES = "figures"
 MAX_UTILITY_IMAGES = 2000  # per split, for the per-image distortion histograms
@@ -94,6 +95,32 @@ def _summary_section(manifest: dict) -> list[Block]:
   return blocks
 
 
+def _verdict_section(workdir: str, manifest: dict) -> list[Block]:
+  """The answer first: do victims trained on the protected copy fail, and at what cost
+  (`evaluation.verdict` says when a victim counts as held)."""
+  split = (manifest.get("perturbed_splits") or ["train"])[0]
+  u = manifest.get("split_stats", {}).get(split, {})
+  most = u.get("frac_changed_max")
+  cost = (f"Cost: the protected {split} split changes "
+          + (f"at most {most:.1%} of an image's pixels ({u.get('frac_changed', 0):.1%} on "
+             "average)" if most is not None else f"{u.get('frac_changed', 0):.1%} of the pixels")
+          + f", each by at most {u.get('linf_uint8')}/255; PSNR {_fmt(u.get('psnr'), 1)} dB, "
+          f"SSIM {_fmt(u.get('ssim'))} (lowest image {_fmt(u.get('ssim_min'))}).")
+  results = _read_optional_json(workdir, wd.DONE_EVALUATE)
+  if results is None:
+    return [("h", 2, "Verdict"), ("p", "Not evaluated yet: `launch.evaluate` trains the victims "
+                                       "that tell whether the copy protects."), ("p", cost)]
+  v = evaluation_lib.verdict(results)
+  table = [[h["arch"], _fmt(h["clean_auc"]), _fmt(h["protected_auc"]),
+            "n/a" if h["lost"] is None else f"{h['lost']:.0%}"] for h in v["victims"]]
+  verdict = (f"Protected: {v['word']}. Victims trained on the protected copy lost at least "
+             f"half of their clean test AUC's margin over chance on {v['held']} of "
+             f"{len(v['victims'])} architectures (last epoch, defense: {v['defense']}).")
+  return [("h", 2, "Verdict"), ("p", verdict), ("p", cost),
+          ("table", ["victim", "test AUC, trained on clean", "trained on protected",
+                     "margin over chance lost"], table)]
+
+
 def _config_section(config: dict | None) -> list[Block]:
   if config is None:
     return []
@@ -116,7 +143,7 @@ def _images_section(workdir: str, manifest: dict, fig_dir: str) -> list[Block]:
           ("fig", f"{FIGURES}/preview.png",
            "First examples of the protected split. Rows: clean image; saliency |∇ loss| of the "
            "final surrogate (per image, scaled to its max; blank for model-free baselines); the "
-           "mask of pixels the noise was allowed to change; the noise (protected − clean, in "
+           "pixels whose value the written file changes; the noise (protected − clean, in "
            "8-bit levels, amplified to the full colour range ±ε); the protected image.")]
 
 
@@ -261,26 +288,18 @@ def _evaluation_section(workdir: str, fig_dir: str) -> list[Block]:
 
 def _sweep_section(workdir: str, fig_dir: str) -> list[Block]:
   table = _read_optional_json(workdir, wd.SWEEP, "table.json")
-  if not table or not table.get("rows"):
+  if not table or not table.get("curve"):
     return []
+  from salm_jax import sweep as sweep_lib  # the sweep stage pulls in JAX: only when needed
   figures.plot_sweep(table, os.path.join(fig_dir, "sweep.png"))
-  rows = sorted(table["rows"], key=lambda r: r["value"])
-  archs = figures.sweep_archs(rows)
-  cols = [table.get("parameter", "value"), "rounds", "surrogate acc", "PSNR (dB)", "SSIM",
-          "pixels changed", "L∞ (uint8)"] + [f"{a} ACC protected (clean)" for a in archs]
-  out = []
-  for r in rows:
-    res = r.get("results") or {}
-    accs = [f"{_fmt(res[a]['protected'].get('acc_last'))} "
-            f"({_fmt(res[a]['clean'].get('acc_last'))})" if a in res else "–" for a in archs]
-    out.append([_fmt(r["value"], 4), _fmt(r.get("rounds")),
-                _fmt(r.get("final_surrogate_accuracy")), _fmt(r.get("psnr"), 2),
-                _fmt(r.get("ssim"), 4), _fmt(r.get("frac_changed"), 4),
-                _fmt(r.get("linf_uint8"))] + accs)
+  lines = sweep_lib.table_markdown(table).splitlines()
+  cols = [c.strip() for c in lines[0].strip("|").split("|")]
+  out = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
   return [("h", 2, f"Sweep over {table.get('parameter', 'a parameter')}"),
           ("fig", f"{FIGURES}/sweep.png",
-           "Left: test ACC (last epoch) of victims trained on the protected data (solid) and on "
-           "the clean data (dashed). Right: image quality of the protected data."),
+           "Victims trained on the protected data at each value (test AUC and ACC, last "
+           "epoch; the zoo mean is over the victims, ± its std over the seeds), and what the "
+           "noise costs: distortion of the written file, pixels changed, generation time."),
           ("table", cols, out)]
 
 
@@ -361,7 +380,9 @@ def report_blocks(workdir: str, fig_dir: str) -> list[Block]:
                             "protection; run launch.protect first.")
   manifest = wd.read_json(manifest_path)
   config = wd.read_config(workdir) or manifest.get("config")
-  return (_summary_section(manifest) + _config_section(config)
+  summary = _summary_section(manifest)
+  return (summary[:1] + _verdict_section(workdir, manifest) + summary[1:]
+          + _config_section(config)
           + _images_section(workdir, manifest, fig_dir) + _generator_section(workdir, fig_dir)
           + _utility_section(workdir, manifest, fig_dir) + _evaluation_section(workdir, fig_dir)
           + _sweep_section(workdir, fig_dir))

@@ -35,6 +35,25 @@ def is_multilabel(task: str) -> bool:
   return check_task(task) == MULTI_LABEL
 
 
+NOISE_MODES = ("auto", "class", "sample")
+
+
+def noise_mode(mode: str, task: str) -> str:
+  """'class' (one δ per class) or 'sample' (one δ per image) for `noise.mode` on `task`.
+
+  'auto' is class-wise where every image has one class, and per image for the
+  multi-label task, where an image has no single class to share a δ with.
+  """
+  if mode not in NOISE_MODES:
+    raise ValueError(f"noise.mode must be one of {NOISE_MODES}, got {mode!r}.")
+  if mode == "auto":
+    return "sample" if is_multilabel(task) else "class"
+  if mode == "class" and is_multilabel(task):
+    raise ValueError("Class-wise noise (noise.mode='class') needs one class per image; the "
+                     "multi-label task has none. Use noise.mode='auto' or 'sample'.")
+  return mode
+
+
 def label_matrix(labels, task: str):
   """`labels` in MedMNIST's (B, L) shape; a single-label task's (B,) indices become (B, 1).
 

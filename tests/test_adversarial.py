@@ -9,8 +9,8 @@ from configs import adversarial as adversarial_config
 from salm_jax import pipeline
 from salm_jax import tasks
 from salm_jax.data import protected as protected_lib
-from salm_jax.noise import adversarial
-from salm_jax.noise import masks as masks_lib
+from salm_jax.noise.baselines import adversarial
+from salm_jax.noise.salm import masks as masks_lib
 from salm_jax.noise import methods
 
 BINARY, MULTI = tasks.BINARY, tasks.MULTI_CLASS

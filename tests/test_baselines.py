@@ -14,14 +14,16 @@ from salm_jax import protect as protect_lib
 from salm_jax import tasks
 from salm_jax.data import protected as protected_lib
 from salm_jax.noise import methods
-from salm_jax.noise import ops
-from salm_jax.noise import random_noise
+from salm_jax.noise.baselines import ops
+from salm_jax.noise.baselines import random_noise
 
 BINARY, MULTI = tasks.BINARY, tasks.MULTI_CLASS
 
 
 def _config(method: str, **noise) -> ml_collections.ConfigDict:
-  config = salm.get_config("synthetic,tiny")
+  """The method's own config (its block included) on the tiny phantom."""
+  config = {"ops": ops_config, "random": random_config}.get(method, salm).get_config(
+      "synthetic,tiny")
   config.noise.method = method
   config.noise.update(noise)
   return config

@@ -42,7 +42,7 @@ def test_bad_budget_settings_are_named(field, value, match):
 def test_written_file_meets_the_target_psnr(tmp_path):
   from salm_jax import protect  # pylint: disable=g-import-not-at-top
   cfg = salm_config.get_config("synthetic,tiny")
-  cfg.noise.update(budget="psnr", target_psnr=40.0, mask_ratio=0.05, support="strict")
+  cfg.noise.update(budget="psnr", target_psnr=40.0, mask_ratio=0.05)
   manifest = protect.protect(cfg, str(tmp_path), progress=False)
   assert manifest["epsilon"] == pytest.approx(budget.epsilon_for_psnr(40.0, 0.05))
   assert manifest["split_stats"]["train"]["psnr"] >= 40.0 - 1e-6

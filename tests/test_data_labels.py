@@ -1,4 +1,5 @@
 """Flat (N,) labels: in the library entry points, and in npz files through the pipeline."""
+import functools
 import json
 
 import jax.numpy as jnp
@@ -36,21 +37,27 @@ def model_and_batch():
   model = create_model("small_cnn", num_classes=2, in_channels=1, image_size=8,
                        rngs=nnx.Rngs(0), width=4)
   model.eval()
-  return (lambda z: model(z)), jnp.asarray(images), labels
+  graphdef, variables = nnx.split(model)
+  return (_apply, graphdef, variables), jnp.asarray(images), labels
+
+
+def _apply(variables, images, graphdef=None):
+  return nnx.merge(graphdef, variables)(images)
 
 
 def test_masked_pgd_and_saliency_take_flat_integer_labels(model_and_batch):
-  logits_fn, images, labels = model_and_batch
+  (apply, graphdef, variables), images, labels = model_and_batch
+  apply_fn = functools.partial(apply, graphdef=graphdef)
   flat = jnp.asarray(labels[:, 0], jnp.int32)
   kw = dict(task=tasks.BINARY, steps=2, mask_ratio=0.2)
   np.testing.assert_array_equal(
-      salm_jax.masked_pgd(logits_fn, images, flat, jnp.zeros_like(images), **kw),
-      salm_jax.masked_pgd(logits_fn, images, labels, jnp.zeros_like(images), **kw))
+      salm_jax.masked_pgd(apply_fn, variables, images, flat, jnp.zeros_like(images), **kw),
+      salm_jax.masked_pgd(apply_fn, variables, images, labels, jnp.zeros_like(images), **kw))
   np.testing.assert_array_equal(
-      salm_jax.pixel_saliency(logits_fn, images, flat, task=tasks.BINARY),
-      salm_jax.pixel_saliency(logits_fn, images, labels, task=tasks.BINARY))
+      salm_jax.pixel_saliency(apply_fn, variables, images, flat, task=tasks.BINARY),
+      salm_jax.pixel_saliency(apply_fn, variables, images, labels, task=tasks.BINARY))
   with pytest.raises(ValueError, match=r"\(B, L\)"):
-    salm_jax.pixel_saliency(logits_fn, images, flat, task=tasks.MULTI_LABEL)
+    salm_jax.pixel_saliency(apply_fn, variables, images, flat, task=tasks.MULTI_LABEL)
 
 
 def test_generate_takes_flat_labels():

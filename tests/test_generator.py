@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from salm_jax import checkpointing, sharding, tasks
-from salm_jax.noise import generator, masks
+from salm_jax.noise.salm import generator, masks
 from tests.helpers import tiny
 
 
@@ -46,7 +46,7 @@ def test_same_seed_same_noise_bit_for_bit(salm_run, data):
 
 def test_strict_support_keeps_l0_within_k(data):
   images, labels = data
-  res = generator.generate(tiny.config(support="strict", mask_ratio=0.05, max_rounds=2,
+  res = generator.generate(tiny.config(mask_ratio=0.05, max_rounds=2,
                                        stop_accuracy=1.01), images, labels,
                            task=tasks.BINARY, num_classes=2, progress=False)
   k = masks.num_kept(0.05, images.shape[1] * images.shape[2])
@@ -61,11 +61,11 @@ def test_em_setting_uses_uniform_init_and_all_pixels(data):
   assert res.masks.all()
 
 
-def test_class_shared_fixed_masks_are_identical_within_a_class(data):
+def test_class_wise_fixed_masks_are_identical_within_a_class(data):
   images, labels = data
-  res = generator.generate(tiny.config(mask_schedule="fixed", mask_sharing="class",
-                                       support="strict", mask_ratio=0.1, pretrain_steps=8,
-                                       init="sign", max_rounds=2, stop_accuracy=1.01),
+  res = generator.generate(tiny.config(mode="class", mask_schedule="fixed", mask_ratio=0.1,
+                                       pretrain_steps=8, init="sign", max_rounds=2,
+                                       stop_accuracy=1.01),
                            images, labels, task=tasks.BINARY, num_classes=2, progress=False)
   k = masks.num_kept(0.1, images.shape[1] * images.shape[2])
   for c in (0, 1):
@@ -107,9 +107,9 @@ def _with(cfg, **noise):
 
 
 @pytest.mark.parametrize("noise, match", [
-    (dict(mask_sharing="class"), "mask_schedule='fixed'"),
     (dict(init="sign"), "mask_schedule='fixed'"),
-    (dict(mask_sharing="pixel"), "mask_sharing"),
+    (dict(mask_schedule="round"), "mask_schedule"),
+    (dict(mode="pixel"), "noise.mode"),
     (dict(pretrain_steps=-1), "pretrain_steps"),
 ])
 def test_masking_options_are_checked(data, noise, match):
@@ -138,9 +138,11 @@ def test_multilabel_runs(data):
   assert np.abs(res.delta).max() > 0
 
 
-def test_sharded_over_8_devices_equals_1_device(data):
+@pytest.mark.parametrize("noise", [dict(mode="class", mask_ratio=0.1),  # the default
+                                   dict(mode="sample", mask_ratio=1.0)])  # EM
+def test_sharded_over_8_devices_equals_1_device(data, noise):
   images, labels = data
-  cfg = tiny.config(max_rounds=2, stop_accuracy=1.01)
+  cfg = tiny.config(max_rounds=2, stop_accuracy=1.01, **noise)
   runs = [generator.generate(cfg, images, labels, task=tasks.BINARY, num_classes=2,
                              progress=False, mesh=sharding.data_mesh(jax.devices()[:n]))
           for n in (1, 8)]

@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from salm_jax.noise import masks
+from salm_jax.noise.salm import masks
 
 
 @pytest.mark.parametrize("ratio", [0.01, 0.1, 0.3, 0.5, 0.99, 1.0])
 def test_keeps_exactly_k_on_random_scores(ratio):
   scores = jax.random.normal(jax.random.key(0), (5, 9, 7))
   mask = masks.topk_mask(scores, ratio)
-  k = max(1, math.ceil(round(ratio * 63, 9)))
+  k = max(1, math.floor(round(ratio * 63, 9)))
   chex.assert_shape(mask, (5, 9, 7))
   chex.assert_type(mask, bool)
   np.testing.assert_array_equal(mask.sum((1, 2)), k)
@@ -52,7 +52,9 @@ def test_one_pixel_and_ratio_one():
 def test_k_is_immune_to_float_noise():
   assert 0.07 * 100 > 7  # the trap
   assert masks.num_kept(0.07, 100) == 7
-  assert masks.num_kept(0.1, 784) == 79
+  assert 0.29 * 100 < 29  # and its mirror image
+  assert masks.num_kept(0.29, 100) == 29
+  assert masks.num_kept(0.1, 784) == 78  # at most 10 %: 78 of 784 pixels, not 79
 
 
 @pytest.mark.parametrize("ratio", [0, 0.0, -0.1, 1.0001, 2, float("nan"), float("inf")])

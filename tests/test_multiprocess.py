@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from salm_jax import sharding, tasks
-from salm_jax.noise import generator
+from salm_jax.noise.salm import generator
 from tests.conftest import REPO_ROOT
 from tests.helpers import tiny
 

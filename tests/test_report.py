@@ -12,7 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from salm_jax import atomic, evaluation, figures, report
+from salm_jax import atomic, evaluation, figures, report, sweep
 from salm_jax import workdir as wd
 from salm_jax.data import make_phantom, write_protected
 from salm_jax.evaluation import utility
@@ -100,7 +100,7 @@ def _evaluation_outputs(workdir: str, rng: np.random.Generator) -> None:
 def sweep_table() -> dict:
   rows = []
   for v in (0.01, 0.05, 0.1, 0.5, 1.0):
-    rows.append({"value": v, "rounds": 3, "final_surrogate_accuracy": 0.99,
+    rows.append({"value": v, "seed": 0, "rounds": 3, "final_surrogate_accuracy": 0.99,
                  "psnr": 45.0 - 10 * v ** 0.5, "ssim": 0.99 - 0.1 * v, "frac_changed": v,
                  "linf_uint8": 8,
                  "results": {a: {"clean": {"acc_last": 0.9, "auc_last": 0.95, "acc_best": 0.91,
@@ -109,7 +109,8 @@ def sweep_table() -> dict:
                                                "auc_last": 0.6, "acc_best": 0.6,
                                                "auc_best": 0.6}} for i, a in enumerate(ARCHS)}})
   rows[2]["results"]["resnet18"]["protected"]["acc_last"] = None  # a failed point
-  return {"parameter": "noise.mask_ratio", "rows": rows}
+  return {"parameter": "noise.mask_ratio", "seeds": [0], "rows": rows,
+          "curve": sweep.curve(rows)}
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +202,8 @@ def test_plot_sweep_hand_made_table(tmp_path):
   path = figures.plot_sweep(sweep_table(), str(tmp_path / "sweep.png"))
   img = check_png(path)
   assert img.shape[1] > img.shape[0]  # two panels side by side
-  with pytest.raises(ValueError, match="no rows"):
-    figures.plot_sweep({"parameter": "noise.mask_ratio", "rows": []}, str(tmp_path / "x.png"))
+  with pytest.raises(ValueError, match="no points"):
+    figures.plot_sweep({"parameter": "noise.mask_ratio", "curve": []}, str(tmp_path / "x.png"))
 
 
 def test_plot_utility_bars_and_histograms(tmp_path):

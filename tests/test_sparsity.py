@@ -1,66 +1,79 @@
-"""Sparsity as written: the uint8 file, not float δ, is what a data owner publishes."""
+"""The default is SALM within its budget on every task type, counted on the written uint8 file."""
 import numpy as np
 import pytest
 
 from configs import salm as salm_config
 from salm_jax import data as data_lib
 from salm_jax import protect
-from salm_jax.noise import masks
+from salm_jax import tasks
+from salm_jax.data import phantom
+from salm_jax.noise.salm import generator, masks
+from tests.helpers import tiny
 
 
-@pytest.fixture(scope="module")
-def class_run(tmp_path_factory):
-  """Class-wise SALM on a class-shared, pretrained, strict 10% support (tiny phantom)."""
+@pytest.mark.parametrize("arg", ["synthetic", "breastmnist", "pneumoniamnist", "chestmnist",
+                                 "octmnist,size=64", "bloodmnist,full", "tissuemnist,tiny"])
+def test_every_default_config_is_salm_within_the_budget(arg):
+  noise = salm_config.get_config(arg).noise
+  assert noise.method == "salm" and noise.budget == "linf"
+  assert noise.mask_ratio <= 0.1 and noise.epsilon <= 8 / 255
+  assert noise.mode == "auto"  # class-wise, or per image where an image has no single class
+
+
+def _npz(tmp_path, name, task, num_classes, channels):
+  """A small MedMNIST-layout npz of phantom images (28 px)."""
+  dataset = phantom.make_phantom(task=task, num_classes=num_classes, size=28,
+                                 channels=channels, n_train=48, n_val=16, n_test=16, seed=0)
+  arrays = {f"{s}_{k}": v for s, split in dataset.splits.items()
+            for k, v in (("images", split.images), ("labels", split.labels))}
+  path = tmp_path / f"{name}.npz"
+  np.savez(path, **arrays)
+  return str(path)
+
+
+@pytest.mark.parametrize("name, task, num_classes, channels, mode", [
+    ("binary_gray", "binary", 2, 1, "class"),
+    ("multiclass_gray", "multi-class", 4, 1, "class"),
+    ("multilabel_gray", "multi-label", 5, 1, "sample"),
+    ("five_class_rgb", "multi-class", 5, 3, "class"),
+])
+def test_default_protects_each_task_type_within_the_budget(tmp_path, name, task, num_classes,
+                                                           channels, mode):
   cfg = salm_config.get_config("synthetic,tiny")
-  cfg.noise.update(mode="class", mask_schedule="fixed", support="strict", mask_ratio=0.1,
-                   init="sign", pretrain_steps=4, keep_pretrained=False, max_rounds=2)
-  workdir = str(tmp_path_factory.mktemp("class_salm"))
-  protect.protect(cfg, workdir, progress=False)
-  dataset, _ = data_lib.read_protected(f"{workdir}/protected")
-  return dataset, data_lib.read_noise(f"{workdir}/protected")["train"]
+  cfg.dataset.name = _npz(tmp_path, name, task, num_classes, channels)
+  workdir = str(tmp_path / "run")
+  manifest = protect.protect(cfg, workdir, progress=False)
+  clean = data_lib.load_from_config(cfg.dataset)
+  written, _ = data_lib.read_protected(f"{workdir}/protected")
+  before = clean.splits["train"].images.astype(np.int16)
+  after = written.splits["train"].images.astype(np.int16)
+  changed = (before != after).reshape(len(before), 28, 28, -1).any(-1)
+  assert changed.sum((1, 2)).max() <= masks.num_kept(0.1, 28 * 28) == 78
+  assert changed.any() and np.abs(after - before).max() <= 8
+  assert manifest["method"] == "salm"
+  assert manifest["split_stats"]["train"]["frac_changed_max"] <= 0.1
+  labels = clean.splits["train"].labels[:, 0]
+  if mode == "class":  # every image of a class changed on the same pixels, where it changed
+    for c in np.unique(labels):
+      rows = changed[labels == c]
+      assert (rows.sum(0) > 0).sum() <= 78
 
 
-def _changed(noise: np.ndarray) -> np.ndarray:
-  """bool (N, H, W): pixels whose written value differs in any channel."""
-  noise = noise.reshape(noise.shape[:3] + (-1,))
-  return (noise != 0).any(-1)
+def test_ordinal_labels_get_class_wise_noise_within_the_budget():
+  images, labels = tiny.blobs(32, 12)
+  cfg = tiny.config(mode="auto", mask_ratio=0.1, max_rounds=1, stop_accuracy=1.01)
+  res = generator.generate(cfg, images, labels, task=tasks.ORDINAL, num_classes=2,
+                           progress=False)
+  touched = (res.delta != 0).any(-1)
+  assert touched.sum((1, 2)).max() <= masks.num_kept(0.1, 144)
+  assert np.abs(res.delta).max() <= 8 / 255 + 1e-6
+  for c in (0, 1):  # one δ per class: the same pixels for the whole class
+    rows = touched[labels[:, 0] == c]
+    assert ((rows.sum(0) > 0).sum()) <= masks.num_kept(0.1, 144)
 
 
-def test_written_support_never_exceeds_k_pixels(class_run):
-  dataset, written = class_run
-  h, w = dataset.image_size, dataset.image_size
-  k = masks.num_kept(0.1, h * w)
-  per_image = _changed(written["noise"]).sum((1, 2))
-  assert per_image.max() <= k and per_image.max() > 0
-  assert np.abs(written["noise"]).max() <= 8  # round(255 · 8/255)
-
-
-def test_written_support_is_shared_within_a_class(class_run):
-  dataset, written = class_run
-  labels = dataset.splits["train"].labels[:, 0]
-  for c in np.unique(labels):
-    mask = written["mask"][labels == c]
-    assert (mask == mask[0]).all()
-    assert not (_changed(written["noise"])[labels == c] & ~mask[0]).any()
-
-
-def test_real_data_default_is_a_sparse_texture_and_the_methods_keep_their_base():
-  from configs import em, flat, salm_class  # pylint: disable=g-import-not-at-top
-  for arg in ("breastmnist", "pneumoniamnist,full"):
-    noise = salm_config.get_config(arg).noise
-    assert noise.method == "lattice" and noise.lattice.pattern == "onesided"
-    # PneumoniaMNIST's texture goes on its largest class (configs/salm.py says why).
-    assert noise.lattice.bare == "busiest"  # the texture on the class with less fine structure
-    assert noise.lattice.min_ssim == 0.95  # the SSIM floor, on every written image
-    assert (noise.lattice.dot / noise.lattice.period) ** 2 <= noise.mask_ratio <= 0.1
-    # PSNR on a changed image, where no dot is clipped: the 35 dB floor.
-    assert -20 * np.log10(noise.epsilon) - 10 * np.log10(noise.mask_ratio) >= 35.0
-    cls = salm_class.get_config(arg).noise
-    assert (cls.method, cls.mode, cls.mask_schedule, cls.support) == (
-        "salm", "class", "fixed", "strict")
-    assert cls.mask_ratio <= 0.1 and cls.epsilon == 8 / 255
-    assert flat.get_config(arg).noise.epsilon == 8 / 255  # not the default's 18/255
-  dense = em.get_config("breastmnist").noise
-  assert (dense.mode, dense.mask_ratio, dense.init) == ("sample", 1.0, "uniform")
-  assert salm_config.get_config("synthetic").noise.mode == "sample"  # the README's phantom job
-  assert salm_config.get_config("synthetic").noise.method == "salm"
+def test_class_mode_on_multilabel_data_names_the_problem():
+  with pytest.raises(ValueError, match="one class per image"):
+    tasks.noise_mode("class", tasks.MULTI_LABEL)
+  assert tasks.noise_mode("auto", tasks.MULTI_LABEL) == "sample"
+  assert tasks.noise_mode("auto", tasks.ORDINAL) == "class"

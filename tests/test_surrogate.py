@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from salm_jax import tasks
-from salm_jax.noise import surrogate
+from salm_jax.noise.salm import surrogate
 from tests.helpers import tiny
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from launch import common, errors
 from salm_jax import pipeline, terminal
-from salm_jax.noise import masks
+from salm_jax.noise.salm import masks
 from tests.conftest import REPO_ROOT
 
 TINY = f"--config={REPO_ROOT / 'configs' / 'salm.py'}:synthetic,tiny"

@@ -1,8 +1,8 @@
-"""Which class a one-sided texture leaves bare (salm_jax/noise/texture_class.py)."""
+"""Which class a one-sided texture leaves bare (salm_jax/noise/textures/texture_class.py)."""
 import numpy as np
 import pytest
 
-from salm_jax.noise import texture_class
+from salm_jax.noise.textures import texture_class
 
 
 def test_local_contrast_is_zero_on_flat_images_and_counts_a_dot_and_its_ring():

@@ -44,15 +44,16 @@ def test_the_summary_line_names_the_changed_images_ssim_only_where_some_are_unto
   from salm_jax import pipeline  # pylint: disable=g-import-not-at-top
   u = {"psnr": 35.07, "ssim": 0.988, "ssim_changed": 0.956, "ssim_min": 0.883,
        "n_images": 546, "n_changed_images": 147, "frac_changed": 0.017, "linf_uint8": 18}
-  summary = {"utility": u, "dataset": "b", "split": "train", "victims": [],
+  verdict = {"word": "no", "held": 0, "victims": []}
+  summary = {"utility": u, "dataset": "b", "split": "train", "victims": [], "verdict": verdict,
              "protected_file": "p", "tables": "t", "report": "r"}
-  line = pipeline.summary_text(summary).splitlines()[0]
+  first, line = pipeline.summary_text(summary).splitlines()[:2]
+  assert first.startswith("Protected: no (0 of 0 victims")
   assert "SSIM 0.988 (147 changed images: 0.956, lowest 0.883), 1.7% of pixels" in line
-  u["n_changed_images"] = 546
-  summary = {"utility": u, "dataset": "b", "split": "train", "victims": [],
-             "protected_file": "p", "tables": "t", "report": "r"}
-  line = pipeline.summary_text(summary).splitlines()[0]
-  assert "SSIM 0.988, 1.7% of pixels changed, max change 18/255." in line
+  u.update(n_changed_images=546, frac_changed_max=0.1)
+  line = pipeline.summary_text(summary).splitlines()[1]
+  assert ("SSIM 0.988, at most 10.0% of an image's pixels changed (1.7% on average), max "
+          "change 18/255.") in line
 
 
 def test_more_noise_means_lower_psnr_and_ssim():

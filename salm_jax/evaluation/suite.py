@@ -86,17 +86,18 @@ def _train(dataset_splits, ds: Dataset, cfg, arch, spec, key, progress, desc,
 
 
 def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress,
-                   tensorboard_dir=None) -> tuple:
+                   tensorboard_dir=None, clean_run: dict | None = None) -> tuple:
   """Clean victim and one protected victim per poison fraction (same init key).
 
   The victims are independent, so up to `cfg.parallel_victims` train at once
   in threads: a small model's steps leave CPU cores idle (two small-CNN
-  victims took 30-50% less time side by side on 2 cores,
-  benchmarks/parallel_victims.py), and the results are the same as one after
-  the other. Each draws its own progress bar (tqdm stacks them, one row each).
+  victims took 30-50% less time side by side on 2 cores), and the results
+  are the same as one after the other. Each draws its own progress bar.
+  `clean_run` is the clean victim of an earlier call with the same key and
+  data (a sweep reuses it at every point); it is then not trained again.
   """
   k_init, k_mix = jax.random.split(key)
-  jobs = [((clean.train, clean.val, clean.test), f"{arch}|{spec}|clean")]
+  jobs = [] if clean_run else [((clean.train, clean.val, clean.test), f"{arch}|{spec}|clean")]
   for i, frac in enumerate(cfg.poison_fractions):
     train, _ = poisoning.mix_poisoned(clean.train, protected.train, frac,
                                       jax.random.fold_in(k_mix, i))
@@ -106,10 +107,11 @@ def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress,
     futures = [pool.submit(_train, splits, clean, cfg, arch, spec, k_init, progress, desc,
                            tensorboard_dir)
                for splits, desc in jobs]
-    run, *pruns = [f.result() for f in futures]
+    runs = [f.result() for f in futures]
+  run, pruns = (clean_run, runs) if clean_run else (runs[0], runs[1:])
   rows, curves = [], [_curve(run, arch, spec, "clean", None)]
   diag = None
-  if cfg.get("diagnostic", True) and diag_split:
+  if cfg.get("diagnostic", True) and diag_split and "model" in run:
     c, p = clean.splits[diag_split], protected.splits[diag_split]
     diag = {"split": diag_split, **utility.diagnostic_utility(
         run["model"], c.images, p.images, c.labels, clean.task, cfg.eval_batch_size)}
@@ -119,12 +121,13 @@ def _evaluate_pair(clean, protected, cfg, arch, spec, key, diag_split, progress,
     curves.append(_curve(prun, arch, spec, "protected", float(frac)))
     logging.info("%s | %s | p=%g: test ACC clean %.3f -> protected %.3f (last epoch)",
                  arch, spec, frac, run["last"]["acc"], prun["last"]["acc"])
-  return rows, curves
+  return rows, curves, run
 
 
 def evaluate_datasets(clean: Dataset, protected: Dataset, cfg: ml_collections.ConfigDict, *,
                       key: jax.Array, progress: bool = True,
-                      tensorboard_dir: str | None = None) -> dict:
+                      tensorboard_dir: str | None = None,
+                      clean_runs: dict[str, dict] | None = None) -> dict:
   """Victims on clean vs protected data for every arch × defense (× poison fraction).
 
   Victims validate on the val split the trainer has (the protected dataset's)
@@ -145,8 +148,11 @@ def evaluate_datasets(clean: Dataset, protected: Dataset, cfg: ml_collections.Co
   for ai, arch in enumerate(cfg.archs):
     for di, spec in enumerate(cfg.defenses):
       k = jax.random.fold_in(jax.random.fold_in(key, ai), di)
-      r, c = _evaluate_pair(clean, protected, cfg, arch, spec, k, diag_split, progress,
-                            tensorboard_dir)
+      cached = clean_run_key(ai, arch, spec)
+      r, c, run = _evaluate_pair(clean, protected, cfg, arch, spec, k, diag_split, progress,
+                                 tensorboard_dir, (clean_runs or {}).get(cached))
+      if clean_runs is not None:
+        clean_runs[cached] = {f: run[f] for f in ("last", "best_val", "seconds", "history")}
       rows += r
       curves += c
   return json_safe({
@@ -159,6 +165,11 @@ def evaluate_datasets(clean: Dataset, protected: Dataset, cfg: ml_collections.Co
                                        "archs", "defenses", "poison_fractions")},
       "seconds": round(time.time() - t0, 2),
   })
+
+
+def clean_run_key(arch_index: int, arch: str, spec: str) -> str:
+  """Which clean victim: its place in `archs` sets its key, so the place is part of it."""
+  return f"{arch_index}|{arch}|{spec}"
 
 
 def json_safe(obj: Any) -> Any:
@@ -226,8 +237,11 @@ def write_results(results: dict, out_dir: str) -> None:
 
 
 def run_evaluation(config: ml_collections.ConfigDict, workdir: str, *,
-                   progress: bool = True) -> dict:
-  """Loads the clean data (`config.dataset`) and `<workdir>/protected`, evaluates, writes."""
+                   progress: bool = True, clean_runs: dict[str, dict] | None = None) -> dict:
+  """Loads the clean data (`config.dataset`) and `<workdir>/protected`, evaluates, writes.
+
+  `clean_runs`: clean victims to reuse and fill in (`evaluate_datasets`).
+  """
   from salm_jax import data  # the data layer pulls in download code; load it only here
   cfg = config.evaluation
   clean = data.load_from_config(config.dataset)
@@ -237,7 +251,7 @@ def run_evaluation(config: ml_collections.ConfigDict, workdir: str, *,
     tensorboard_dir = workdir_lib.path(workdir, workdir_lib.EVALUATION, "tensorboard")
   results = evaluate_datasets(clean, protected, cfg, key=jax.random.key(cfg.seed),
                               progress=progress and jax.process_index() == 0,
-                              tensorboard_dir=tensorboard_dir)
+                              tensorboard_dir=tensorboard_dir, clean_runs=clean_runs)
   results["protection"] = json_safe({k: manifest.get(k) for k in
                                      ("method", "epsilon", "mask_ratio", "seed",
                                                      "surrogate")})

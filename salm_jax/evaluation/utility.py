@@ -71,7 +71,7 @@ def per_image_stats(clean_uint8: np.ndarray, protected_uint8: np.ndarray,
 
 
 def image_stats(clean_uint8: np.ndarray, protected_uint8: np.ndarray) -> dict:
-  """Dataset figures: max L∞, mean fraction changed, mean PSNR (changed images), SSIM.
+  """Dataset figures: max L∞, fraction changed (mean, most-changed image), PSNR, SSIM.
 
   SSIM is given three ways because a one-sided pattern leaves most images
   untouched: the mean over all images (1.0 for each untouched one), the mean
@@ -87,6 +87,7 @@ def image_stats(clean_uint8: np.ndarray, protected_uint8: np.ndarray) -> dict:
       "linf": float(per["linf"].max()) if n else 0.0,
       "linf_uint8": int(per["linf_uint8"].max()) if n else 0,
       "frac_changed": float(per["frac_changed"].mean()) if n else 0.0,
+      "frac_changed_max": float(per["frac_changed"].max()) if n else 0.0,
       "psnr": float(per["psnr"][changed].mean()) if changed.any() else None,
       "ssim": float(per["ssim"].mean()) if n else None,
       "ssim_changed": float(per["ssim"][changed].mean()) if changed.any() else None,

@@ -27,12 +27,12 @@ import ml_collections
 import numpy as np
 
 from salm_jax import tasks
-from salm_jax.noise import adversarial
-from salm_jax.noise import flat_support
-from salm_jax.noise import generator
-from salm_jax.noise import lattice
-from salm_jax.noise import ops
-from salm_jax.noise import random_noise
+from salm_jax.noise.baselines import adversarial
+from salm_jax.noise.baselines import ops
+from salm_jax.noise.baselines import random_noise
+from salm_jax.noise.salm import generator
+from salm_jax.noise.textures import flat_support
+from salm_jax.noise.textures import lattice
 
 DEFAULT = "salm"
 

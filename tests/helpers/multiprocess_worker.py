@@ -18,7 +18,7 @@ def main():
   pid, nproc, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
-  from salm_jax.noise import generator  # pylint: disable=g-import-not-at-top
+  from salm_jax.noise.salm import generator  # pylint: disable=g-import-not-at-top
   from salm_jax import tasks
   from tests.helpers import tiny  # pylint: disable=g-import-not-at-top
   images, labels = tiny.blobs()

@@ -2,7 +2,7 @@
 import ml_collections
 import numpy as np
 
-from salm_jax.noise import generator, surrogate
+from salm_jax.noise.salm import generator, surrogate
 
 
 def blobs(n: int = 64, size: int = 12, channels: int = 1, seed: int = 0):
@@ -26,7 +26,9 @@ def config(**noise) -> ml_collections.ConfigDict:
   cfg.noise.pgd_steps = 4
   cfg.noise.train_steps = 4
   cfg.noise.step_size = 2 / 255
+  cfg.noise.min_rounds = 1
   cfg.noise.max_rounds = 3
+  cfg.noise.mode = "sample"
   cfg.noise.pgd_batch_size = 32
   cfg.noise.update(noise)
   return cfg

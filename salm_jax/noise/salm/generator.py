@@ -35,34 +35,24 @@ from salm_jax import sharding
 from salm_jax import tasks
 from salm_jax import terminal
 from salm_jax import xla_cpu
-from salm_jax.noise import masks as masks_lib
-from salm_jax.noise import pgd
-from salm_jax.noise import saliency as saliency_lib
-from salm_jax.noise import surrogate as surrogate_lib
+from salm_jax.noise.salm import masks as masks_lib
+from salm_jax.noise.salm import pgd
+from salm_jax.noise.salm import saliency as saliency_lib
+from salm_jax.noise.salm import surrogate as surrogate_lib
 
 INITS = ("auto", "zeros", "uniform", "sign")
-MODES = ("sample", "class")
-MASK_SHARING = ("image", "class")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The `config.noise` block. Defaults follow EM's code; mask_ratio is SALM's."""
+  """The `config.noise` block: SALM within the budget, EM's loop (configs/salm.py explains)."""
   return ml_collections.ConfigDict(dict(
-      epsilon=8 / 255, step_size=0.8 / 255,
-      pgd_steps=20, train_steps=10,
-      # Fraction of pixels a step may touch; 1.0 = EM. 0.2 is the smallest ratio of
-      # the synthetic ablation (docs/benchmarks.md) whose protected victim is at chance.
-      mask_ratio=0.2,
-      saliency_reduce="sum",    # channel reduction of |grad|: sum, max, l2
-      mask_schedule="step",     # step, round, fixed
-      support="union",          # union, strict
+      mask_ratio=0.1,           # the most of each image a step may touch and δ may hold; 1 = EM
+      epsilon=8 / 255, step_size=1.6 / 255,
+      pgd_steps=10, train_steps=10,
+      mask_schedule="step",     # step (re-chosen each step) or fixed (chosen once, clean)
       init="auto",              # auto (zeros if ratio < 1 else uniform), zeros, uniform,
                                 # sign (±ε on the fixed mask; mask_schedule='fixed' only)
-      mode="sample",            # sample-wise or class-wise noise
-      # 'class': a fixed mask shared by every image of a class (top-k of the class's
-      # summed clean saliency); needs mask_schedule='fixed'. Class-wise noise
-      # (mode='class') always shares its masks.
-      mask_sharing="image",
+      mode="auto",              # class, sample, or auto (class unless multi-label)
       # Surrogate SGD steps on the clean images before round 0, so that a 'fixed'
       # mask comes from a model that has learned the task (rounded up to a
       # multiple of train_steps; 0: EM's untrained start).
@@ -74,8 +64,9 @@ def default_config() -> ml_collections.ConfigDict:
       # 'linf': epsilon is the L∞ bound (default). 'psnr': epsilon is derived from
       # target_psnr and mask_ratio (salm_jax/noise/budget.py), at equal PSNR.
       budget="linf", target_psnr=40.0,
-      stop_accuracy=0.99, max_rounds=10,
-      min_rounds=1,             # rounds before the stop test may end the run
+      stop_accuracy=0.99,       # EM's stop: the surrogate fits x + δ ...
+      min_rounds=10,            # ... once this many rounds are done
+      max_rounds=40,
       pgd_batch_size=256,
       checkpoint_every=1,       # rounds between checkpoints (0: never)
       splits=("train",),        # splits that are protected
@@ -98,8 +89,7 @@ def check_settings(noise: ml_collections.ConfigDict, task: str | None = None) ->
   """The config-only checks (`task=None`: those that need no dataset), cheap and early."""
   masks_lib.check_ratio(noise.mask_ratio)
   pgd.check_budget(noise.epsilon, noise.step_size, noise.pgd_steps)
-  pgd.check_options(noise.mask_schedule, noise.support)  # 'fixed' masks are made here
-  saliency_lib.check_reduce(noise.saliency_reduce)
+  pgd.check_schedule(noise.mask_schedule, check_mask=False)  # 'fixed' masks are made here
   if noise.init not in INITS:
     raise ValueError(f"noise.init must be one of {INITS}, got {noise.init!r}.")
   _validate_masking(noise, task)
@@ -132,20 +122,8 @@ def check_data(images: np.ndarray, labels: np.ndarray, task: str, num_classes: i
 
 
 def _validate_masking(noise: ml_collections.ConfigDict, task: str | None) -> None:
-  """Mode, mask sharing and init must fit together and fit the task."""
-  if noise.mode not in MODES:
-    raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
-  sharing = noise.get("mask_sharing", "image")
-  if sharing not in MASK_SHARING:
-    raise ValueError(f"noise.mask_sharing must be one of {MASK_SHARING}, got {sharing!r}.")
-  by_class = noise.mode == "class" or sharing == "class"
-  if by_class and task is not None and tasks.is_multilabel(task):
-    raise ValueError("Class-wise noise and class-shared masks need one class per image; the "
-                     "multi-label task has none. Use noise.mode='sample' and "
-                     "noise.mask_sharing='image'.")
-  if sharing == "class" and noise.mask_schedule != "fixed":
-    raise ValueError("noise.mask_sharing='class' needs noise.mask_schedule='fixed' (a mask "
-                     f"chosen once); got mask_schedule={noise.mask_schedule!r}.")
+  """Mode and init must fit together and fit the task."""
+  tasks.noise_mode(noise.mode, task or tasks.BINARY)  # a known mode that fits the task
   if noise.init == "sign" and noise.mask_schedule != "fixed":
     raise ValueError("noise.init='sign' puts ±ε on the fixed mask: it needs "
                      f"noise.mask_schedule='fixed', got {noise.mask_schedule!r}.")
@@ -154,8 +132,7 @@ def _validate_masking(noise: ml_collections.ConfigDict, task: str | None) -> Non
     raise ValueError(f"noise.pretrain_steps must be a non-negative integer, got {pretrain!r}.")
 
 
-_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "saliency_reduce",
-               "mask_schedule", "support")
+_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "mask_schedule")
 
 
 def compiled_steps(sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict) -> "_Steps":
@@ -176,23 +153,21 @@ class _Steps:
 
   def __init__(self, sur: surrogate_lib.Surrogate, noise: dict):
     task = sur.task
-    pgd_kwargs = dict(mask_ratio=float(noise["mask_ratio"]), epsilon=float(noise["epsilon"]),
-                      step_size=float(noise["step_size"]), steps=int(noise["pgd_steps"]),
-                      task=task, saliency_reduce=noise["saliency_reduce"],
-                      mask_schedule=noise["mask_schedule"], support=noise["support"],
-                      return_mask=True)
+    epsilon, step_size = float(noise["epsilon"]), float(noise["step_size"])
+    static = dict(ratio=masks_lib.check_ratio(noise["mask_ratio"]), steps=int(noise["pgd_steps"]),
+                  task=task, schedule=noise["mask_schedule"], return_mask=True,
+                  unroll=pgd.default_unroll())
 
     def pgd_round(state, images, labels, delta, fixed_mask, groups):
-      return pgd.masked_pgd(sur.logits_fn(state), images, labels, delta,
-                            fixed_mask=fixed_mask, groups=groups, **pgd_kwargs)
+      return pgd.masked_round(sur.logits_fn(state), images, labels, delta, epsilon, step_size,
+                              fixed_mask, groups, **static)
 
     def correct(state, images, labels, delta):
       logits = sur.logits_fn(state)(jnp.clip(images + delta, 0.0, 1.0))
       return tasks.per_example_correct(logits, labels, task)
 
     def clean_saliency(state, images, labels):
-      return saliency_lib.pixel_saliency(sur.logits_fn(state), images, labels, task=task,
-                                         reduce=noise["saliency_reduce"])
+      return saliency_lib.saliency_map(sur.logits_fn(state), images, labels, task=task)
 
     # Every program here is convolutions: compiled with the library's XLA:CPU options.
     self.train = xla_cpu.jit(functools.partial(surrogate_lib.train_steps, sur))
@@ -239,7 +214,8 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
                                     seed=config.seed)
   steps = compiled_steps(sur, noise)
   key = jax.random.PRNGKey(config.seed)
-  groups = labels[:, 0].astype(np.int32) if noise.mode == "class" else None
+  class_wise = tasks.noise_mode(noise.mode, task) == "class"
+  groups = labels[:, 0].astype(np.int32) if class_wise else None
   run = start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
   run.state = sharding.replicate(mesh, run.state)
   if run.next_round == 0:
@@ -284,12 +260,14 @@ def start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_d
   if last is not None:
     state, arrays, history = checkpointing.restore(checkpoint_dir, last, surrogate_template=state)
     logging.info("Resuming from the checkpoint of round %d in %s.", last + 1, checkpoint_dir)
-    return Run(state, arrays["delta"], arrays["union"], arrays["fixed_mask"], history, last + 1)
+    writable = {k: np.array(v) for k, v in arrays.items()}  # restored arrays may be read-only
+    return Run(state, writable["delta"], writable["union"], writable["fixed_mask"], history,
+               last + 1)
   n = num_classes if groups is not None else len(images)
   shape = (n,) + images.shape[1:]
   use_uniform = noise.init == "uniform" or (noise.init == "auto" and noise.mask_ratio >= 1.0)
   if use_uniform:
-    delta = np.asarray(jax.random.uniform(jax.random.fold_in(key, 0x7FFFFFFF), shape, jnp.float32,
+    delta = np.array(jax.random.uniform(jax.random.fold_in(key, 0x7FFFFFFF), shape, jnp.float32,
                                           -noise.epsilon, noise.epsilon))
     if groups is None:
       delta = np.clip(images + delta, 0.0, 1.0) - images
@@ -312,13 +290,7 @@ def prepare(steps: "_Steps", noise, sur_cfg, mesh, run: Run, images, labels, gro
   keep = run.state if not noise.get("keep_pretrained", True) else state
   if noise.mask_schedule != "fixed":
     return dataclasses.replace(run, state=keep)
-  sharing = noise.get("mask_sharing", "image")
-  if groups is None and sharing == "class":
-    classes = labels[:, 0].astype(np.int32)
-    num_classes = int(classes.max()) + 1
-    fixed = _clean_masks(steps, noise, mesh, state, images, labels, classes, num_classes)[classes]
-  else:
-    fixed = _clean_masks(steps, noise, mesh, state, images, labels, groups, len(run.delta))
+  fixed = _clean_masks(steps, noise, mesh, state, images, labels, groups, len(run.delta))
   delta, union = run.delta, run.union
   if noise.init == "sign":
     union = union | fixed

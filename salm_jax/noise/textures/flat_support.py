@@ -1,16 +1,15 @@
 """Class-wise sign patterns on the flattest pixels: a model-free shortcut at SALM's budget.
 
-Why it is here: a class-wise pattern is a shortcut only if a model can tell it
-from the image it sits on. On the pixels SALM picks (the most *salient*, i.e.
-the lesion and its edges) a ±8/255 pattern competes with the very content that
-varies most between images, and with the real signal. On pixels where every
-image is locally flat the same pattern stands out from its neighbours in every
-image. `benchmarks/shortcut_probe.py --support=smooth` measured this first
-(docs/RESULTS.md); this module makes it a method of the pipeline:
+A class-wise pattern is a shortcut only if a model can tell it from the image
+it sits on. On the pixels SALM picks (the most salient: the lesion and its
+edges) a ±8/255 pattern competes with the content that varies most between
+images; on pixels where every image is locally flat the same pattern stands
+out from its neighbours in every image.
 
-- Support: the ceil(mask_ratio·H·W) pixels with the lowest mean local
-  high-pass energy |x − mean_{w×w}(x)| over the images being protected
-  (channels summed, edges padded by replication), one support for every image.
+- Support: the k = masks.num_kept(mask_ratio, H·W) pixels (at most mask_ratio
+  of them) with the lowest mean local high-pass energy |x − mean_{w×w}(x)| over
+  the images being protected (channels summed, edges padded by replication),
+  one support for every image.
 - Pattern (`noise.flat.pattern`), ±ε per pixel and channel from
   `PRNGKey(config.seed)`:
     independent  one random sign pattern per class;
@@ -31,9 +30,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from salm_jax.noise import class_patterns
-from salm_jax.noise import masks as masks_lib
-from salm_jax.noise import random_noise
+from salm_jax.noise.textures import class_patterns
+from salm_jax.noise.salm import masks as masks_lib
+from salm_jax.noise.baselines import random_noise
 
 PATTERNS = ("independent", "antipodal", "onesided")
 

@@ -36,9 +36,8 @@ import numpy as np
 
 from salm_jax import tasks
 from salm_jax.data import protected as protected_lib
-from salm_jax.noise import masks as masks_lib
+from salm_jax.noise.salm import masks as masks_lib
 
-MODES = ("sample", "class")
 MAGNITUDES = ("epsilon", "source")
 
 
@@ -118,8 +117,8 @@ def feasible_noise(images: np.ndarray, signs: np.ndarray, support: np.ndarray,
 
 def check_settings(noise) -> None:
   """The config-only checks, run before a stage writes anything."""
-  if noise.mode not in MODES:
-    raise ValueError(f"noise.mode must be one of {MODES}, got {noise.mode!r}.")
+  if noise.mode not in tasks.NOISE_MODES:
+    raise ValueError(f"noise.mode must be one of {tasks.NOISE_MODES}, got {noise.mode!r}.")
   if protected_lib.linf_bound(noise.epsilon) < 1:
     raise ValueError(f"noise.epsilon = {noise.epsilon} rounds to 0 uint8 levels: the random "
                      "control would change nothing. Use ε ≥ 0.5/255.")
@@ -135,9 +134,7 @@ def check_settings(noise) -> None:
 
 def check_config(noise, task: str) -> None:
   check_settings(noise)
-  if noise.mode == "class" and tasks.is_multilabel(task):
-    raise ValueError("Class-wise noise needs one class per image; the multi-label task has "
-                     "none. Use noise.mode='sample'.")
+  tasks.noise_mode(noise.mode, task)  # class-wise needs one class per image
 
 
 def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
@@ -149,7 +146,8 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   support_from, magnitude = block.support_from, block.get("magnitude", "epsilon")
   n, h, w, c = images.shape
   key = jax.random.PRNGKey(config.seed)
-  groups = np.asarray(labels)[:, 0].astype(np.int64) if noise.mode == "class" else None
+  mode = tasks.noise_mode(noise.mode, task)
+  groups = np.asarray(labels)[:, 0].astype(np.int64) if mode == "class" else None
   num = num_classes if groups is not None else n
   expand = (lambda a: a[groups]) if groups is not None else (lambda a: a)
   if support_from:
@@ -163,5 +161,5 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   epsilon = (levels[..., None] / 255.0 if magnitude == "source" else float(noise.epsilon))
   delta = feasible_noise(images, expand(signs), support, epsilon)
   details = {"random": {"support_from": os.path.abspath(support_from) if support_from else None,
-                        "mode": noise.mode, "magnitude": magnitude}}
+                        "mode": mode, "magnitude": magnitude}}
   return delta, support, details

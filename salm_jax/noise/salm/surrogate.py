@@ -10,6 +10,7 @@ BatchNorm's running statistics, so each image's noise depends on that image only
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -60,9 +61,17 @@ class Surrogate:
     logits = model(images)
     return logits, nnx.state(model, nnx.Not(nnx.Param))
 
+  def logits(self, state: State, images: jax.Array) -> jax.Array:
+    """Inference-mode logits: the `apply_fn(variables, images)` of `pgd.masked_pgd`.
+
+    A bound method of a frozen dataclass hashes by value, so it is the same
+    static argument for every call with the same surrogate.
+    """
+    return self.apply(state, images, train=False)[0]
+
   def logits_fn(self, state: State):
     """A pure inference-mode `images -> logits` for PGD and saliency."""
-    return lambda images: self.apply(state, images, train=False)[0]
+    return functools.partial(self.logits, state)
 
 
 def create(cfg: ml_collections.ConfigDict, *, task: str, num_classes: int, in_channels: int,

@@ -37,8 +37,8 @@ from absl import logging
 from salm_jax import run_log
 from salm_jax import sharding
 from salm_jax import tasks
-from salm_jax.noise import generator
-from salm_jax.noise import surrogate as surrogate_lib
+from salm_jax.noise.salm import generator
+from salm_jax.noise.salm import surrogate as surrogate_lib
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -50,12 +50,12 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def derived_noise(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The generator settings the method runs with: class-wise, fixed class masks, strict."""
+  """The generator settings the method runs with: class-wise, on fixed class masks."""
   adv = noise.get("adversarial", default_config())
   derived = ml_collections.ConfigDict(noise.to_dict())
-  derived.update(mode="class", mask_sharing="class", mask_schedule="fixed", support="strict",
-                 init="zeros", keep_pretrained=True, pretrain_steps=int(adv.pretrain_steps),
-                 min_rounds=1, max_rounds=max(int(adv.passes), 1))
+  derived.update(mode="class", mask_schedule="fixed", init="zeros", keep_pretrained=True,
+                 pretrain_steps=int(adv.pretrain_steps), min_rounds=1,
+                 max_rounds=max(int(adv.passes), 1))
   return derived
 
 

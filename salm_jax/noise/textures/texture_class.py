@@ -1,25 +1,15 @@
 """Which class a one-sided texture leaves bare, chosen from the images themselves.
 
-Why it is here: a one-sided texture of bright dots is learned by every victim
-as "dots → the textured class". On *clean* test images there are no dots, and
-what the victim's dot detectors then see is the image's own fine structure:
-speckle, vessel edges, single bright pixels. If the textured class is the one
-whose clean images have the *least* of that structure, the learned shortcut
-points the wrong way on clean data, and the victim's ranking falls towards or
-below chance; put on the class with the most of it, the shortcut agrees with
-a real difference and the victim keeps its ranking.
-
-Measured (docs/RESULTS.md, round six): the mean absolute 3×3 Laplacian of the
-clean training images — the local contrast, `local_contrast` — is higher in
-BreastMNIST's benign images (test AUC 0.74 as a classifier of benign) and
-in PneumoniaMNIST's normal images (0.92 of normal). Round five had found, by
-training victims both ways, that the texture belongs on the malignant images
-and on the pneumonia images: on both datasets the class with the lower local
-contrast. `bare='busiest'` turns that into a rule that needs no model and no
-labels beyond the ones being protected: the class with the highest mean
-local contrast stays bare. For K > 2 classes one-sided textures leave one
-class bare and give every other class its own tile; 'busiest' leaves bare the
-class that looks most textured already.
+A victim learns a one-sided texture of bright dots as "dots → the textured
+class". Clean test images have no dots, and there its dot detectors see the
+image's own fine structure instead: speckle, vessel edges, single bright
+pixels. On the class whose clean images have the least of that structure the
+learned shortcut points the wrong way on clean data; on the class with the
+most it agrees with a real difference, and the victim keeps its ranking. So
+'busiest' leaves bare the class with the highest mean local contrast
+(`local_contrast`: the mean |pixel − mean of its 8 neighbours|), a rule that
+needs no model and no labels beyond the ones being protected (measured in
+docs/RESULTS.md).
 
   'largest'   the class with the most images (fewest images changed);
   'smallest'  the class with the fewest (the texture on the majority);

@@ -1,7 +1,7 @@
 """Top-k pixel masks: where SALM is allowed to put noise.
 
 SALM's premise is that a medical image's signal sits in a few pixels, so each
-PGD step only touches the k = ceil(ratio·H·W) most salient pixels of each
+PGD step only touches the k = floor(ratio·H·W) most salient pixels of each
 image. The mask is one H×W map per image, shared by all channels.
 
 `topk_mask` keeps exactly k pixels even when scores tie: ties go to the lower
@@ -15,7 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from salm_jax.noise import saliency
+from salm_jax.noise.salm import saliency
 
 
 def check_ratio(ratio) -> float:
@@ -30,14 +30,17 @@ def check_ratio(ratio) -> float:
 
 
 def num_kept(ratio: float, num_pixels: int) -> int:
-  """k = ceil(ratio · num_pixels), immune to float noise such as 0.07·100 = 7.000000000000001."""
+  """k = floor(ratio · num_pixels), at least 1: a mask never covers more than its ratio.
+
+  Immune to float noise such as 0.07·100 = 7.000000000000001 or 0.29·100 = 28.999999999999996.
+  """
   ratio = check_ratio(ratio)
-  k = math.ceil(round(ratio * num_pixels, 9))
+  k = math.floor(round(ratio * num_pixels, 9))
   return max(1, min(num_pixels, k))
 
 
 def topk_mask(scores: jax.Array, ratio: float) -> jax.Array:
-  """Boolean (B, H, W) mask of the top ceil(ratio·H·W) pixels of each (H, W) score map.
+  """Boolean (B, H, W) mask of the top floor(ratio·H·W) pixels of each (H, W) score map.
 
   Args:
     scores: (B, H, W) per-pixel scores, e.g. from `pixel_saliency`.
@@ -61,10 +64,10 @@ def topk_mask(scores: jax.Array, ratio: float) -> jax.Array:
   return mask.reshape(batch, height, width)
 
 
-def project_to_topk(delta: jax.Array, ratio: float, reduce: str = "sum") -> jax.Array:
-  """Keeps each image's k largest-|δ| pixels and zeroes the rest ('strict' support).
+def project_to_topk(delta: jax.Array, ratio: float) -> jax.Array:
+  """Keeps each image's k largest-|δ| pixels (Σ over channels) and zeroes the rest.
 
   After this, ‖δ_i‖₀ ≤ k pixels for every image (channels of a pixel count once).
   """
-  mask = topk_mask(saliency.reduce_channels(delta, reduce), ratio)
+  mask = topk_mask(saliency.reduce_channels(delta), ratio)
   return jnp.where(mask[..., None], delta, jnp.zeros_like(delta))

@@ -1,0 +1,8 @@
+"""SALM's core: saliency, top-k masks, masked min-min PGD, the surrogate and the generator.
+
+  saliency.py   per-pixel |∇δ L|, the ranking that picks where noise may go
+  masks.py      top-k pixel masks: at most ratio·H·W pixels of an image
+  pgd.py        one compiled round of masked error-minimizing PGD
+  surrogate.py  the Flax model the noise is optimized against
+  generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1)
+"""
