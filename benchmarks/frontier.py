@@ -52,10 +52,17 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "random": ("random_noise", {}),                                   # on a random support
     "salm_fixed": ("salm_fixed", {}),
     "random_fixed": ("random_noise", {"noise.random.support_from": "{seed_dir:salm_fixed}"}),
+    "salm_eot": ("salm", {"noise.eot_samples": 4}),                   # 4 crops + flips a step
+    "salm_ensemble": ("salm", {"surrogate.ensemble": ("small_cnn:16", "resnet18:16", "vgg16:16")}),
+    "salm_ar": ("salm", {"noise.init": "ar"}),                        # from an AR pattern
+    "salm_lsp": ("salm", {"noise.init": "lsp"}),                      # from an LSP pattern
     "em": ("em", {}),
+    "em_class": ("salm", {"noise.mask_ratio": 1.0}),                  # class-wise EM, 8/255
     "em_equal_psnr": ("em", {"noise.budget": "psnr", "noise.target_psnr": 35.6}),
     "ops": ("ops", {}),
     "ops_equal_psnr": ("ops", {"noise.ops.epsilon": 117 / 255}),
+    "ar": ("ar", {}),
+    "lsp": ("lsp", {}),
     "adversarial": ("adversarial", {}),
     "random_adversarial": ("random_noise", {"noise.random.support_from": "{seed_dir:adversarial}"}),
     "flat": ("flat", {}),

@@ -11,6 +11,8 @@ the JSON rows under docs/results/ (written by `benchmarks/frontier.py` and
   {{ablation:D}}   the mask-ratio curve (`launch.sweep`'s table) and its table
   {{defenses:D}}   victims that train through a defense
   {{gpu:D}}        the paper-sized rows (one GPU)
+  {{looks:D}}      clean and protected training images side by side, magnified, and
+                   their difference (from `looks_D.npz`, which `--looks` extracts)
 
 Rows with the same (variant, seed, victim, defense) in a later file replace
 an earlier one. Only the methods named in `METHODS` are shown.
@@ -49,11 +51,15 @@ SOURCES = {
                              "h200/breastmnist_full_c_s1.json", "h200/breastmnist_full_c_s2.json",
                              "h200/breastmnist_full_d_s0.json", "h200/breastmnist_full_d_s1.json",
                              "h200/breastmnist_full_d_s2.json"],
+    ("gpu", "pneumoniamnist"): ["h200/pneumoniamnist_full_s012.json",
+                                "h200/pneumoniamnist_full_d_s0.json",
+                                "h200/pneumoniamnist_full_d_s1.json",
+                                "h200/pneumoniamnist_full_d_s2.json"],
     ("ablation", "breastmnist"): ["ablation_breastmnist.json"],
     ("ablation", "pneumoniamnist"): ["ablation_pneumoniamnist.json"],
 }
 
-# variant -> (label, config and what sets it apart). The order is the tables' order.
+# variant -> (label, config and what sets it apart).
 METHODS = {
     "clean": ("clean data", "no protection"),
     "salm": ("**SALM**, the default", "`configs/salm.py`: class-wise, top 10 %, 8/255"),
@@ -67,6 +73,7 @@ METHODS = {
     "ops_equal_psnr": ("OPS, change ≤ 117/255", "`configs/ops.py`, 35.7 dB"),
     "adversarial": ("error-maximizing, class-wise", "`configs/adversarial.py`"),
     "random_adversarial": ("random signs on its pixels", "control of the line above"),
+    "random": ("random signs, random pixels", "`configs/random_noise.py`, 10 % per class"),
     "flat": ("patterns on the flattest pixels", "`configs/flat.py`"),
     "lattice_onesided_35db_ssim95": ("lattice texture", "`configs/lattice.py`: 18/255, SSIM ≥ 0.95"),
     "lattice_major_35db_ssim95": ("lattice texture", "`configs/lattice.py`: 18/255, SSIM ≥ 0.95"),
@@ -75,6 +82,31 @@ METHODS = {
     "lattice_major_35db": ("lattice, no SSIM floor", "`--config.noise.lattice.min_ssim=0`"),
     "lattice_onesided": ("lattice at 8/255, no floor", "`--config.noise.epsilon=8/255 ...`"),
 }
+# The rows of each dataset's methods table, in order. The lattice rows named for the class
+# they leave bare are the files `configs/lattice.py` writes on that dataset.
+TABLES = {
+    "breastmnist": ["clean", "salm", "salm_sample", "random_salm", "random", "salm_fixed",
+                    "random_fixed", "em", "em_equal_psnr", "ops", "ops_equal_psnr",
+                    "adversarial", "random_adversarial", "flat",
+                    "lattice_onesided_35db_ssim95", "random_lattice_busiest_ssim95",
+                    "lattice_onesided_35db", "lattice_onesided"],
+    "pneumoniamnist": ["clean", "salm", "random_salm", "em", "em_equal_psnr", "ops",
+                       "ops_equal_psnr", "lattice_major_35db_ssim95",
+                       "random_lattice_busiest_ssim95", "lattice_major_35db"],
+}
+
+
+# The paper-sized rows: class-wise SALM on a fixed support (k = 79 of 784 pixels) and
+# what was measured beside it.
+GPU = {"clean": "clean data", "salm_class": "SALM on a fixed support",
+       "salm_class_r3": "the same, 3 min-min rounds instead of 10",
+       "salm_class_pre": "the same, min-min from the pretrained surrogate",
+       "random_class": "random signs on its pixels", "salm_class_35db": "SALM on a fixed "
+       "support, 35 dB (14/255)", "random_class_35db": "random signs on its pixels, 35 dB",
+       "adv_class": "error-maximizing, class-wise", "random_adv": "random signs on its pixels",
+       "flat_onesided": "patterns on the flattest pixels", "flat_antipodal": "the same, "
+       "antipodal", "flat_antipodal_35db": "the same, antipodal, 35 dB (14/255)",
+       "em": "EM (8/255)", "ops": "OPS"}
 
 
 def load_rows(kind: str, dataset: str) -> list[dict]:
@@ -108,16 +140,16 @@ def methods_tables(dataset: str) -> str:
   """Protection per victim, then what each method costs, one line per method."""
   summary = frontier_report.summarize([r for r in load_rows("methods", dataset)
                                        if r.get("defense", "none") == "none"])
-  names = [n for n in METHODS if n in summary]
+  names = [n for n in TABLES[dataset] if n in summary]
   head = (["method", "seeds"] + [NAMES[a] for a in VICTIMS]
-          + ["mean of the first four", "worst victim"])
+          + ["mean, first four", "worst victim"])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for n in names:
     v = summary[n]
     zoo, worst = _zoo(v)
     cells = [METHODS[n][0], str(len(v["seeds"]))]
     cells += [_pm(v["archs"][a]["auc"]) if a in v["archs"] else "–" for a in VICTIMS]
-    lines.append("| " + " | ".join(cells + [_pm(zoo), worst]) + " |")
+    lines.append("| " + " | ".join(cells + [_pm(zoo), worst if n != "clean" else "–"]) + " |")
   cost = ["", "| method | what | L∞ (uint8) | pixels changed, mean | most in one image | "
           "PSNR (dB) | SSIM, mean | lowest SSIM | generation (s) |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -125,7 +157,7 @@ def methods_tables(dataset: str) -> str:
     d = summary[n]["distortion"]
     most = _most_changed(load_rows("methods", dataset), n)
     cost.append("| " + " | ".join([
-        METHODS[n][0], METHODS[n][1], _pm(d["linf_uint8"], 0), _pm(d["frac_changed"]),
+        METHODS[n][0], METHODS[n][1], f"{d['linf_uint8'][0]:.0f}", _pm(d["frac_changed"]),
         most, _pm(d["psnr"], 2), _pm(d["ssim"]),
         "–" if d["ssim_lowest"] is None else f"{d['ssim_lowest']:.3f}",
         _pm(d["generator_seconds"], 0)]) + " |")
@@ -140,11 +172,12 @@ def _most_changed(rows: list[dict], variant: str) -> str:
 
 def frontier_figure(dataset: str) -> str:
   rows = [r for r in load_rows("methods", dataset) if r.get("defense", "none") == "none"
-          and r["variant"] in METHODS and frontier_report._victim(r) in FAST]  # pylint: disable=protected-access
+          and r["variant"] in TABLES[dataset] and frontier_report._victim(r) in FAST]  # pylint: disable=protected-access
   summary = frontier_report.summarize(rows)
   path = os.path.join(RESULTS, f"{dataset}_frontier.png")
   frontier_report.figure(summary, path, f"{dataset}: victims trained on each protected copy",
-                         mark=("salm",), labels={n: METHODS[n][0].strip("*") for n in summary})
+                         mark=("salm",), labels={n: METHODS[n][0].replace("*", "")
+                                                 for n in summary})
   return (f"![{dataset}: protection against distortion](results/{dataset}_frontier.png)\n\n"
           "Mean test AUC of the four fast victims (± std over seeds) against the PSNR and the "
           "pixels changed of the written file; SALM is the star.")
@@ -170,7 +203,7 @@ def defenses(dataset: str) -> str:
   groups = sorted({g.split(" [")[1][:-1] for g in summary if " [" in g})
   head = ["method", "defense"] + [NAMES[a] for a in archs]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for n in (n for n in METHODS if n in summary):
+  for n in (n for n in TABLES[dataset] if n in summary):
     for defense in ["none"] + groups:
       key = n if defense == "none" else f"{n} [{defense}]"
       if key not in summary or (defense == "none" and not any(
@@ -185,18 +218,74 @@ def defenses(dataset: str) -> str:
 def gpu(dataset: str) -> str:
   summary = frontier_report.summarize(load_rows("gpu", dataset))
   archs = [a for a in VICTIMS if any(a in v["archs"] for v in summary.values())]
-  head = ["variant", "seeds", "PSNR (dB)", "pixels changed"] + [NAMES[a] for a in archs]
+  head = ["method", "seeds", "PSNR (dB)", "pixels changed"] + [NAMES[a] for a in archs]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for n, v in summary.items():
-    d = v["distortion"]
-    lines.append("| " + " | ".join([n, str(len(v["seeds"])), _pm(d["psnr"], 2),
+  for n in (n for n in GPU if n in summary):
+    v, d = summary[n], summary[n]["distortion"]
+    lines.append("| " + " | ".join([GPU[n], str(len(v["seeds"])), _pm(d["psnr"], 2),
                                     _pm(d["frac_changed"])] + [
         _pm(v["archs"][a]["auc"]) if a in v["archs"] else "–" for a in archs]) + " |")
   return "\n".join(lines)
 
 
+def looks(dataset: str) -> str:
+  """Clean images, then each method's protected copy and its difference, magnified."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  with np.load(os.path.join(RESULTS, f"looks_{dataset}.npz")) as z:
+    arrays = {k: z[k] for k in z.files}
+  clean, methods = arrays.pop("clean"), [k for k in arrays if k != "labels"]
+  rows = [("clean", clean, "gray")] + [r for m in methods for r in (
+      (METHODS[m][0].replace("*", ""), arrays[m], "gray"),
+      ("protected − clean", arrays[m].astype(np.int16) - clean, "diff"))]
+  fig, axes = plt.subplots(len(rows), len(clean), figsize=(2.1 * len(clean), 2.2 * len(rows)),
+                           squeeze=False)
+  for i, (name, images, kind) in enumerate(rows):
+    for j, image in enumerate(images):
+      image = image[..., 0] if image.shape[-1] == 1 else image
+      kw = (dict(cmap="gray", vmin=0, vmax=255) if kind == "gray" and image.ndim == 2 else
+            dict(cmap="RdBu_r", vmin=-18, vmax=18) if kind == "diff" else {})
+      shown = image if kind == "gray" or image.ndim == 2 else image.mean(-1)
+      axes[i, j].imshow(shown, interpolation="nearest", **kw)
+      axes[i, j].set_xticks([])
+      axes[i, j].set_yticks([])
+      if j == 0:
+        axes[i, j].set_ylabel(name, fontsize=8)
+      if i == 0:
+        axes[i, j].set_title(f"label {int(arrays['labels'][j, 0])}", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(RESULTS, f"looks_{dataset}.png"), dpi=90)
+  plt.close(fig)
+  return (f"![{dataset}: clean and protected training images](results/looks_{dataset}.png)\n\n"
+          "Training images at 28 px, magnified without smoothing: the clean image, each "
+          "method's protected copy, and protected − clean in levels (blue −, red +, "
+          "±18 levels full scale).")
+
+
+def extract_looks(spec: str, count: int = 3) -> str:
+  """`D:name=<protected folder>,...` -> looks_D.npz: the first `count` images of each class."""
+  from salm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  dataset, pairs = spec.split(":", 1)
+  folders = dict(p.split("=", 1) for p in pairs.split(","))
+  copies = {name: data_lib.read_protected(folder)[0] for name, folder in folders.items()}
+  first = next(iter(copies.values()))
+  labels = first.splits["train"].labels
+  idx = np.concatenate([np.flatnonzero(labels[:, 0] == c)[:count]
+                        for c in np.unique(labels[:, 0])])
+  clean = data_lib.load_dataset(dataset, data_dir=os.path.join(RESULTS, "..", "..", "..",
+                                                               "shared", "data", "medmnist"),
+                                download=False).splits["train"]
+  arrays = {"clean": clean.images[idx], "labels": labels[idx],
+            **{n: c.splits["train"].images[idx] for n, c in copies.items()}}
+  arrays = {k: v if v.ndim != 3 or k == "labels" else v[..., None] for k, v in arrays.items()}
+  path = os.path.join(RESULTS, f"looks_{dataset}.npz")
+  np.savez_compressed(path, **arrays)
+  return path
+
+
 DIRECTIVES = {"methods": methods_tables, "frontier": frontier_figure, "ablation": ablation,
-              "defenses": defenses, "gpu": gpu}
+              "defenses": defenses, "gpu": gpu, "looks": looks}
 _DIRECTIVE = re.compile(r"^\{\{(\w+):(\w+)\}\}$")
 
 
@@ -212,7 +301,11 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--template", default=os.path.join(RESULTS, "page.md"))
   parser.add_argument("--out", default=os.path.join(RESULTS, "..", "RESULTS.md"))
+  parser.add_argument("--looks", action="append", default=[],
+                      help="D:name=<protected folder>,...: extract looks_D.npz first")
   args = parser.parse_args()
+  for spec in args.looks:
+    print(f"wrote {extract_looks(spec)}")
   text = render(open(args.template, encoding="utf-8").read())
   atomic.write_text(args.out, text)
   print(f"{os.path.normpath(args.out)}: {len(text.splitlines())} lines")

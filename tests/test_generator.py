@@ -151,9 +151,11 @@ def test_sharded_over_8_devices_equals_1_device(data, noise):
   np.testing.assert_array_equal(runs[0].masks, runs[1].masks)
 
 
-def test_checkpoints_resume_to_the_same_noise(data, tmp_path):
+@pytest.mark.parametrize("ensemble", [(), ("small_cnn:4", "resnet18:4")])
+def test_checkpoints_resume_to_the_same_noise(data, tmp_path, ensemble):
   images, labels = data
   cfg = tiny.config(max_rounds=3, stop_accuracy=1.01)
+  cfg.surrogate.ensemble = ensemble  # an ensemble's state is a tuple of members' states
   kwargs = dict(task=tasks.BINARY, num_classes=2, progress=False)
   full = generator.generate(cfg, images, labels, checkpoint_dir=str(tmp_path / "a"), **kwargs)
   assert checkpointing.latest_round(str(tmp_path / "a")) == 2
@@ -197,3 +199,28 @@ def test_bad_inputs_raise(data):
   with pytest.raises(ValueError, match="multi-label"):
     generator.generate(tiny.config(mode="class"), images, labels, task=tasks.MULTI_LABEL,
                        num_classes=1)
+
+
+def test_eot_noise_is_seeded_and_differs_from_the_plain_round(data):
+  images, labels = data
+  kw = dict(task=tasks.BINARY, num_classes=2, progress=False)
+  cfg = lambda n: tiny.config(mode="class", max_rounds=1, stop_accuracy=1.01, eot_samples=n)
+  plain, eot, again = (generator.generate(cfg(n), images, labels, **kw) for n in (0, 2, 2))
+  np.testing.assert_array_equal(eot.delta, again.delta)
+  assert (plain.delta != eot.delta).any() and np.abs(eot.delta).max() <= 8 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("init", ["ar", "lsp"])
+def test_a_transferable_start_is_the_pattern_on_its_top_k_pixels_at_epsilon(data, init):
+  from salm_jax.noise.salm import starts  # pylint: disable=g-import-not-at-top
+  images, labels = data
+  cfg = tiny.config(mode="class", init=init, mask_ratio=0.1)
+  delta = starts.transfer_start(cfg, images, labels, task=tasks.BINARY, num_classes=2,
+                                groups=labels[:, 0])
+  k = masks.num_kept(0.1, images.shape[1] * images.shape[2])
+  assert delta.shape == (2,) + images.shape[1:]
+  assert ((delta != 0).any(-1).sum((1, 2)) <= k).all()
+  np.testing.assert_allclose(np.abs(delta).max((1, 2, 3)), 8 / 255, rtol=1e-6)
+  res = generator.generate(_with(cfg, max_rounds=1, stop_accuracy=1.01), images, labels,
+                           task=tasks.BINARY, num_classes=2, progress=False)
+  assert (res.delta != 0).any(-1).sum((1, 2)).max() <= k

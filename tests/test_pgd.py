@@ -195,3 +195,30 @@ def test_multilabel_uses_bce():
   delta = pgd.masked_pgd_fn(lambda z: model(z), jnp.asarray(images), labels,
                          jnp.zeros_like(images), task=tasks.MULTI_LABEL, steps=3)
   assert float(jnp.abs(delta).max()) > 0
+
+
+def test_crop_flip_moves_each_image_within_the_padding():
+  from salm_jax.noise.salm import augment  # pylint: disable=g-import-not-at-top
+  x = jnp.arange(2 * 6 * 6, dtype=jnp.float32).reshape(2, 6, 6, 1) + 1
+  out = augment.crop_flip(x, jax.random.key(0), pad=2)
+  chex.assert_shape(out, x.shape)
+  for i in range(2):  # every value is the image's own or a zero that entered at the border
+    assert set(np.asarray(out[i]).ravel()) <= set(np.asarray(x[i]).ravel()) | {0.0}
+  same = augment.crop_flip(x, jax.random.key(0), pad=0)
+  assert all(np.array_equal(same[i], x[i]) or np.array_equal(same[i], x[i, :, ::-1])
+             for i in range(2))
+
+
+def test_eot_averages_over_crops_and_flips_and_needs_a_key(setup):
+  model, x, y = setup
+  kw = dict(mask_ratio=0.1, steps=3, groups=y[:, 0])
+  zeros = jnp.zeros((3,) + x.shape[1:])
+  plain = masked_pgd(model, x, y, zeros, **kw)
+  eot = masked_pgd(model, x, y, zeros, eot_samples=2, key=jax.random.key(1), **kw)
+  again = masked_pgd(model, x, y, zeros, eot_samples=2, key=jax.random.key(1), **kw)
+  np.testing.assert_array_equal(eot, again)                  # the key decides the draws
+  assert not np.array_equal(plain, eot)
+  assert float(jnp.abs(eot).max()) <= EPS + 1e-7
+  assert int((jnp.abs(eot).sum(-1) > 0).sum((1, 2)).max()) <= masks.num_kept(0.1, 100)
+  with pytest.raises(ValueError, match="PRNG key"):
+    masked_pgd(model, x, y, zeros, eot_samples=2, **kw)

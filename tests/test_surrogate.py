@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from salm_jax import tasks
 from salm_jax.noise.salm import surrogate
@@ -41,3 +42,23 @@ def test_recalibration_makes_inference_mode_match_training_mode():
                              rtol=1e-3, atol=1e-3)
   # Parameters are untouched.
   jax.tree.map(np.testing.assert_array_equal, state["params"], fresh["params"])
+
+
+def test_an_ensemble_averages_its_members_logits_and_trains_each():
+  cfg = surrogate.default_config()
+  cfg.ensemble = ("small_cnn:4", "resnet18:4")
+  ens, state = surrogate.create(cfg, task=tasks.BINARY, num_classes=2, in_channels=1,
+                                image_size=12, seed=0)
+  assert isinstance(ens, surrogate.Ensemble) and len(state) == 2
+  x = jnp.full((3, 12, 12, 1), 0.5)
+  expected = sum(m.logits(s, x) for m, s in zip(ens.members, state)) / 2
+  np.testing.assert_allclose(ens.logits(state, x), expected, rtol=1e-6)
+  labels = jnp.zeros((2, 3, 1), jnp.int32)
+  new, metrics = surrogate.train_steps(ens, state, jnp.stack([x, x]), labels,
+                                       jnp.zeros((2,) + x.shape))
+  for before, after in zip(state, new):  # every member took its SGD steps
+    changed = jax.tree.map(lambda a, b: bool((a != b).any()), before["params"], after["params"])
+    assert any(jax.tree.leaves(changed))
+  assert set(metrics) == {"loss", "accuracy"}
+  with pytest.raises(ValueError, match="model:width"):
+    surrogate.check_ensemble(("resnet18:wide",))

@@ -13,6 +13,8 @@ generator:
   lattice  `lattice.py`: class-wise sparse textures (±ε dots on a lattice), model-free
   adversarial `adversarial.py`: class-wise error-*maximizing* noise on SALM's
            class support, from a surrogate trained on clean images (no min-min)
+  ar       `ar.py`: autoregressive poisons (Sandoval-Segura et al., NeurIPS 2022), model-free
+  lsp      `lsp.py`: linearly separable synthetic noise (Yu et al., KDD 2022), model-free
 
 Model-free methods make their noise in one pass: they train no surrogate
 (`surrogate`, `surrogate_state` are None), write no checkpoints and no
@@ -28,6 +30,8 @@ import numpy as np
 
 from salm_jax import tasks
 from salm_jax.noise.baselines import adversarial
+from salm_jax.noise.baselines import ar
+from salm_jax.noise.baselines import lsp
 from salm_jax.noise.baselines import ops
 from salm_jax.noise.baselines import random_noise
 from salm_jax.noise.salm import generator
@@ -94,6 +98,10 @@ METHODS: dict[str, Method] = {
                       check=lattice.check_config),
     "adversarial": Method(adversarial.generate, _noise_epsilon,
                           model_free=False, check=adversarial.check_settings),
+    "ar": Method(_model_free(ar.make_noise), ar.linf_bound, model_free=True,
+                 check=ar.check_config),
+    "lsp": Method(_model_free(lsp.make_noise), lsp.linf_bound, model_free=True,
+                  check=lsp.check_config),
 }
 
 
@@ -145,7 +153,8 @@ def manifest_fields(config: ml_collections.ConfigDict,
   if get(name).model_free:
     fields.update(mask_ratio=float(np.mean(result.masks)), surrogate=None)
   else:
-    fields["surrogate"] = config.surrogate.model
+    ensemble = list(config.surrogate.get("ensemble", ()))
+    fields["surrogate"] = "ensemble:" + "+".join(ensemble) if ensemble else config.surrogate.model
   fields.update(getattr(result, "details", {}))
   return fields
 

@@ -38,9 +38,10 @@ from salm_jax import xla_cpu
 from salm_jax.noise.salm import masks as masks_lib
 from salm_jax.noise.salm import pgd
 from salm_jax.noise.salm import saliency as saliency_lib
+from salm_jax.noise.salm import starts
 from salm_jax.noise.salm import surrogate as surrogate_lib
 
-INITS = ("auto", "zeros", "uniform", "sign")
+INITS = ("auto", "zeros", "uniform", "sign", "ar", "lsp")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -51,8 +52,12 @@ def default_config() -> ml_collections.ConfigDict:
       pgd_steps=10, train_steps=10,
       mask_schedule="step",     # step (re-chosen each step) or fixed (chosen once, clean)
       init="auto",              # auto (zeros if ratio < 1 else uniform), zeros, uniform,
-                                # sign (±ε on the fixed mask; mask_schedule='fixed' only)
+                                # sign (±ε on the fixed mask; mask_schedule='fixed' only),
+                                # ar, lsp (a transferable pattern on the top-k: starts.py)
       mode="auto",              # class, sample, or auto (class unless multi-label)
+      # > 0: each PGD step averages its gradient over this many random crops and flips
+      # of x + δ (augment.py, REM's expectation over the victim's augmentations).
+      eot_samples=0,
       # Surrogate SGD steps on the clean images before round 0, so that a 'fixed'
       # mask comes from a model that has learned the task (rounded up to a
       # multiple of train_steps; 0: EM's untrained start).
@@ -90,6 +95,7 @@ def check_settings(noise: ml_collections.ConfigDict, task: str | None = None) ->
   masks_lib.check_ratio(noise.mask_ratio)
   pgd.check_budget(noise.epsilon, noise.step_size, noise.pgd_steps)
   pgd.check_schedule(noise.mask_schedule, check_mask=False)  # 'fixed' masks are made here
+  pgd.check_eot(noise.get("eot_samples", 0))
   if noise.init not in INITS:
     raise ValueError(f"noise.init must be one of {INITS}, got {noise.init!r}.")
   _validate_masking(noise, task)
@@ -132,11 +138,11 @@ def _validate_masking(noise: ml_collections.ConfigDict, task: str | None) -> Non
     raise ValueError(f"noise.pretrain_steps must be a non-negative integer, got {pretrain!r}.")
 
 
-_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "mask_schedule")
+_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "mask_schedule", "eot_samples")
 
 
 def compiled_steps(sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict) -> "_Steps":
-  return _cached_steps(sur, tuple((f, noise[f]) for f in _PGD_FIELDS))
+  return _cached_steps(sur, tuple((f, noise.get(f, 0)) for f in _PGD_FIELDS))
 
 
 @functools.lru_cache(maxsize=8)
@@ -156,11 +162,11 @@ class _Steps:
     epsilon, step_size = float(noise["epsilon"]), float(noise["step_size"])
     static = dict(ratio=masks_lib.check_ratio(noise["mask_ratio"]), steps=int(noise["pgd_steps"]),
                   task=task, schedule=noise["mask_schedule"], return_mask=True,
-                  unroll=pgd.default_unroll())
+                  unroll=pgd.default_unroll(), eot_samples=int(noise["eot_samples"]))
 
-    def pgd_round(state, images, labels, delta, fixed_mask, groups):
+    def pgd_round(state, images, labels, delta, fixed_mask, groups, key):
       return pgd.masked_round(sur.logits_fn(state), images, labels, delta, epsilon, step_size,
-                              fixed_mask, groups, **static)
+                              fixed_mask, groups, key=key, **static)
 
     def correct(state, images, labels, delta):
       logits = sur.logits_fn(state)(jnp.clip(images + delta, 0.0, 1.0))
@@ -219,6 +225,9 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   run = start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_dir)
   run.state = sharding.replicate(mesh, run.state)
   if run.next_round == 0:
+    if noise.init in starts.PATTERNS:
+      run.delta = starts.transfer_start(config, images, labels, task=task,
+                                        num_classes=num_classes, groups=groups)
     run = prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups, key)
   stopped = bool(run.history) and _should_stop(noise, run.history)
   for r in range(run.next_round, noise.max_rounds):
@@ -344,7 +353,8 @@ def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: Run, images, labels, gr
   if sur_cfg.get("bn_recalibration"):
     state = _recalibrate(steps, mesh, state, images, run, groups, sur_cfg.bn_recalibration, key)
   run = dataclasses.replace(run, state=state)
-  pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress)
+  eot_key = jax.random.fold_in(key, 0xE07) if noise.get("eot_samples", 0) else None
+  pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress, eot_key)
   accuracy = surrogate_accuracy(steps, noise, mesh, run, images, labels, groups)
   magnitude = np.abs(run.delta)  # the round's one full-size copy of the noise (bench_scale)
   record = {"round": r + 1, "accuracy": accuracy,
@@ -391,8 +401,12 @@ def _batches(n: int, batch: int):
     yield idx, min(batch, n - start)
 
 
-def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, progress):
-  """Updates run.delta / run.union in place, one compiled PGD round per batch."""
+def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, progress,
+             key=None):
+  """Updates run.delta / run.union in place, one compiled PGD round per batch.
+
+  `key`: the round's randomness for `eot_samples` (a batch folds in its start).
+  """
   n = len(images)
   batch = _pgd_batch(noise, mesh, n)
   bar = tqdm.tqdm(total=n, desc=f"round {r + 1}/{noise.max_rounds}", unit="img",
@@ -402,10 +416,11 @@ def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, pr
   rep = lambda a: sharding.replicate(mesh, a)
   for idx, valid in _batches(n, batch):
     x, y = sharding.shard_batch(mesh, images[idx]), sharding.shard_batch(mesh, labels[idx])
+    k = None if key is None else rep(jax.random.fold_in(key, int(idx[0])))
     if groups is None:
       d, m = steps.pgd_round(run.state, x, y, sharding.shard_batch(mesh, run.delta[idx]),
                              sharding.shard_batch(mesh, run.fixed_mask[idx]) if fixed else None,
-                             None)
+                             None, k)
       run.delta[idx[:valid]] = sharding.to_host(d)[:valid]
       run.union[idx[:valid]] |= sharding.to_host(m)[:valid]
     else:  # class-wise: padded rows go to a spare group G that is dropped
@@ -414,7 +429,7 @@ def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, pr
       spare = lambda a: np.concatenate([a, np.zeros_like(a[:1])])
       d, m = steps.pgd_round(run.state, x, y, rep(spare(run.delta)),
                              rep(spare(run.fixed_mask)) if fixed else None,
-                             sharding.shard_batch(mesh, g))
+                             sharding.shard_batch(mesh, g), k)
       run.delta[:] = sharding.to_host(d)[:num]
       run.union |= sharding.to_host(m)[:num]
     bar.update(valid)

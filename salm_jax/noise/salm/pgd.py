@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from salm_jax import tasks
 from salm_jax import xla_cpu
+from salm_jax.noise.salm import augment
 from salm_jax.noise.salm import masks as masks_lib
 from salm_jax.noise.salm import saliency as saliency_lib
 
@@ -57,6 +58,14 @@ def check_schedule(mask_schedule: str, fixed_mask=None, check_mask: bool = True)
     raise ValueError("fixed_mask must be given exactly when mask_schedule='fixed'.")
 
 
+def check_eot(eot_samples, key=False) -> None:
+  """`eot_samples` a non-negative integer; a key given when it is positive (key=False: unchecked)."""
+  if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 0:
+    raise ValueError(f"eot_samples must be a non-negative integer, got {eot_samples!r}.")
+  if eot_samples and key is None:
+    raise ValueError("eot_samples > 0 draws random crops and flips: pass a PRNG key.")
+
+
 def project(images: jax.Array, delta: jax.Array, epsilon) -> jax.Array:
   """Projects δ onto ‖δ‖∞ ≤ ε and x + δ ∈ [0, 1]."""
   delta = jnp.clip(delta, -epsilon, epsilon)
@@ -66,7 +75,8 @@ def project(images: jax.Array, delta: jax.Array, epsilon) -> jax.Array:
 def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
                mask_ratio: float = 0.1, epsilon=8 / 255, step_size=1.6 / 255, steps: int = 10,
                task: str = tasks.MULTI_CLASS, mask_schedule: str = "step", fixed_mask=None,
-               groups=None, return_mask: bool = False, unroll: bool | int | None = None):
+               groups=None, return_mask: bool = False, unroll: bool | int | None = None,
+               eot_samples: int = 0, key=None):
   """Runs `steps` masked error-minimizing PGD steps on a batch; one compiled call.
 
   Args:
@@ -88,6 +98,8 @@ def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
       δ stays in the ε-ball, and images are clipped to [0, 1] where δ is applied.
     return_mask: also return the union of the masks used, bool (B | G, H, W).
     unroll: `fori_loop` unrolling; None = `default_unroll()`.
+    eot_samples: > 0 averages each step's gradient over that many random crops
+      and flips of x + δ (then pass `key`); 0 (default): the plain gradient.
 
   Returns:
     The new δ, or (δ, union_mask) if `return_mask`.
@@ -96,14 +108,16 @@ def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
   check_budget(epsilon, step_size, steps)
   check_schedule(mask_schedule, fixed_mask)
   labels = tasks.label_matrix(labels, tasks.check_task(task))
+  check_eot(eot_samples, key)
   if images.ndim != 4 or delta.ndim != 4 or delta.shape[1:] != images.shape[1:] or (
       groups is None and delta.shape != images.shape):
     raise ValueError(f"images must be (B, H, W, C) and delta {'(G' if groups is not None else '(B'}"
                      f", H, W, C); got {images.shape} and {delta.shape}.")
   return _compiled()(apply_fn, variables, images, labels, delta, epsilon, step_size,
-                     fixed_mask, groups, ratio=ratio, steps=steps, task=task,
+                     fixed_mask, groups, key, ratio=ratio, steps=steps, task=task,
                      schedule=mask_schedule, return_mask=return_mask,
-                     unroll=default_unroll() if unroll is None else unroll)
+                     unroll=default_unroll() if unroll is None else unroll,
+                     eot_samples=eot_samples)
 
 
 def masked_pgd_fn(logits_fn: Callable[[jax.Array], jax.Array], images, labels, delta, **kwargs):
@@ -145,31 +159,41 @@ def default_unroll() -> bool | int:
 def _compiled():
   """The round, jitted with the library's XLA:CPU options (made at first use, not import)."""
   def round_of(apply_fn, variables, images, labels, delta, epsilon, step_size, fixed_mask,
-               groups, *, ratio, steps, task, schedule, return_mask, unroll):
+               groups, key, *, ratio, steps, task, schedule, return_mask, unroll, eot_samples):
     return masked_round(functools.partial(apply_fn, variables), images, labels, delta, epsilon,
                         step_size, fixed_mask, groups, ratio=ratio, steps=steps, task=task,
-                        schedule=schedule, return_mask=return_mask, unroll=unroll)
+                        schedule=schedule, return_mask=return_mask, unroll=unroll,
+                        eot_samples=eot_samples, key=key)
   return xla_cpu.jit(round_of, static_argnames=(
-      "apply_fn", "ratio", "steps", "task", "schedule", "return_mask", "unroll"))
+      "apply_fn", "ratio", "steps", "task", "schedule", "return_mask", "unroll", "eot_samples"))
 
 
 def masked_round(logits_fn, images, labels, delta, epsilon, step_size, fixed_mask, groups, *,
-                 ratio, steps, task, schedule, return_mask, unroll):
+                 ratio, steps, task, schedule, return_mask, unroll, eot_samples=0, key=None):
   """The traceable round behind `masked_pgd` (arguments checked there), for use inside a
-  caller's own compiled program such as the generator's; `logits_fn(images) -> logits`."""
+  caller's own compiled program such as the generator's; `logits_fn(images) -> logits`.
+
+  With `eot_samples` > 0 each step's gradient is the mean over that many random
+  crops and flips of x + δ (`augment.py`), drawn from `key` folded with the step.
+  """
   delta = delta.astype(images.dtype)
 
-  def gradient(delta):
+  def total_loss(d, draw=None):
+    inputs = images + d if groups is None else jnp.clip(images + d[groups], 0.0, 1.0)
+    inputs = inputs if draw is None else augment.crop_flip(inputs, draw)
+    return tasks.per_example_loss(logits_fn(inputs), labels, task).sum()
+
+  def gradient(delta, i):
+    if eot_samples:
+      return augment.expected_gradient(total_loss, delta, jax.random.fold_in(key, i),
+                                       eot_samples)
     if groups is None:
       return saliency_lib.input_gradient(logits_fn, images, labels, delta, task)[1]
-    def total_loss(d):
-      inputs = jnp.clip(images + d[groups], 0.0, 1.0)
-      return tasks.per_example_loss(logits_fn(inputs), labels, task).sum()
     return jax.grad(total_loss)(delta)
 
   def step(i, carry):
     delta, mask, union = carry
-    grad = gradient(delta)
+    grad = gradient(delta, i)
     if schedule == "step":
       mask = masks_lib.topk_mask(saliency_lib.reduce_channels(grad), ratio)
     update = jnp.where(mask[..., None], jnp.sign(grad), jnp.zeros_like(grad))

@@ -6,6 +6,10 @@ pure: `graphdef` (static structure) plus a state dict
 code: SGD, momentum 0.9, weight decay 5e-4 (added to the gradient, PyTorch
 style), lr 0.1, on clip(x + δ, 0, 1). PGD sees it in inference mode, with
 BatchNorm's running statistics, so each image's noise depends on that image only.
+
+`surrogate.ensemble` names several models instead ('small_cnn:16',
+'resnet18:16', ...): each member trains on the same minibatches, and PGD and
+the saliency see the mean of their logits, in one compiled program.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
       lr=0.1, momentum=0.9, weight_decay=5e-4,
       batch_size=128,
       bn_recalibration=512,   # images for exact BatchNorm statistics each round (0: off)
+      ensemble=(),            # 'model:width' members instead of `model` (mean of logits)
   ))
 
 
@@ -74,10 +79,48 @@ class Surrogate:
     return functools.partial(self.logits, state)
 
 
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+  """Several surrogates seen as one: the mean of their logits. Hashable by value."""
+  members: tuple[Surrogate, ...]
+
+  @property
+  def task(self) -> str:
+    return self.members[0].task
+
+  def logits(self, state, images: jax.Array) -> jax.Array:
+    return sum(m.logits(s, images) for m, s in zip(self.members, state)) / len(self.members)
+
+  def logits_fn(self, state):
+    return functools.partial(self.logits, state)
+
+
+def check_ensemble(ensemble) -> list[tuple[str, int]]:
+  """`surrogate.ensemble` as [(model, width)], every entry 'model:width' or 'model'."""
+  out = []
+  for entry in ensemble:
+    name, _, width = str(entry).partition(":")
+    if width and not width.isdigit():
+      raise ValueError(f"surrogate.ensemble entries are 'model' or 'model:width'; got {entry!r}.")
+    out.append((name, int(width or 0)))
+  return out
+
+
 def create(cfg: ml_collections.ConfigDict, *, task: str, num_classes: int, in_channels: int,
-           image_size: int, seed: int) -> tuple[Surrogate, State]:
-  kwargs = {"width": cfg.width} if cfg.get("width") else {}
-  model = create_model(cfg.model, num_classes=num_classes, in_channels=in_channels,
+           image_size: int, seed: int):
+  """(Surrogate, state), or (Ensemble, tuple of states) with `cfg.ensemble`."""
+  members = check_ensemble(cfg.get("ensemble", ()))
+  if members:
+    made = [_create_one(cfg, name, width, task, num_classes, in_channels, image_size, seed + i)
+            for i, (name, width) in enumerate(members)]
+    return Ensemble(tuple(m for m, _ in made)), tuple(s for _, s in made)
+  return _create_one(cfg, cfg.model, cfg.get("width"), task, num_classes, in_channels,
+                     image_size, seed)
+
+
+def _create_one(cfg, name, width, task, num_classes, in_channels, image_size, seed):
+  kwargs = {"width": width} if width else {}
+  model = create_model(name, num_classes=num_classes, in_channels=in_channels,
                        image_size=image_size, rngs=nnx.Rngs(seed), **kwargs)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   sur = Surrogate(graphdef, tasks.check_task(task), float(cfg.lr), float(cfg.momentum),
@@ -110,6 +153,8 @@ def recalibrate_batch_norm(sur: Surrogate, state: State, images) -> State:
   at all. One training-mode pass with momentum 0 over a large batch of
   x + δ ("precise BN") makes inference mode match the weights.
   """
+  if isinstance(sur, Ensemble):
+    return tuple(recalibrate_batch_norm(m, s, images) for m, s in zip(sur.members, state))
   model = nnx.merge(sur.graphdef, state["params"], state["rest"], copy=True)
   for _, module in nnx.iter_modules(model):
     if isinstance(module, nnx.BatchNorm):
@@ -120,7 +165,15 @@ def recalibrate_batch_norm(sur: Surrogate, state: State, images) -> State:
 
 
 def train_steps(sur: Surrogate, state: State, images, labels, delta):
-  """`train_step` over stacked minibatches (S, B, ...) with `lax.scan`; mean metrics."""
+  """`train_step` over stacked minibatches (S, B, ...) with `lax.scan`; mean metrics.
+
+  An ensemble trains every member on the same minibatches; its metrics are the
+  members' mean.
+  """
+  if isinstance(sur, Ensemble):
+    out = [train_steps(m, s, images, labels, delta) for m, s in zip(sur.members, state)]
+    metrics = jax.tree.map(lambda *v: sum(v) / len(v), *[m for _, m in out])
+    return tuple(s for s, _ in out), metrics
   def body(state, batch):
     return train_step(sur, state, *batch)
   unroll = True if jax.default_backend() == "cpu" else 1  # see pgd.default_unroll
