@@ -77,7 +77,7 @@ def _summary_section(manifest: dict) -> list[Block]:
   blocks.append(("p", f"Dataset {ds.get('name')} ({ds.get('task')}, {ds.get('num_classes')} "
                       f"classes, {ds.get('image_size')}px, {ds.get('channels')} channel(s)); "
                       f"source: {ds.get('source')}."))
-  ratio = ("mask ratio (salient pixels per PGD step)" if method == "salm"
+  ratio = ("mask ratio (the most of an image a step and δ may touch)" if method == "salm"
            else "mask ratio (fraction of pixels the noise may touch)")
   facts = [("noise method", method),
            ("perturbed splits", ", ".join(manifest.get("perturbed_splits", []))),
@@ -381,7 +381,8 @@ def report_blocks(workdir: str, fig_dir: str) -> list[Block]:
   manifest = wd.read_json(manifest_path)
   config = wd.read_config(workdir) or manifest.get("config")
   summary = _summary_section(manifest)
-  return (summary[:1] + _verdict_section(workdir, manifest) + summary[1:]
+  return (summary[:1] + _verdict_section(workdir, manifest) + [("h", 2, "The run")]
+          + summary[1:]
           + _config_section(config)
           + _images_section(workdir, manifest, fig_dir) + _generator_section(workdir, fig_dir)
           + _utility_section(workdir, manifest, fig_dir) + _evaluation_section(workdir, fig_dir)

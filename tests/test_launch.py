@@ -162,14 +162,23 @@ def _check_log_and_tensorboard(workdir):
                                rtol=1e-6)
 
 
-def test_sweep_writes_one_row_per_point(tmp_path):
-  proc = _launch("sweep", tmp_path, "--config.sweep.evaluate=false",
-                 "--config.sweep.grid=(0.1, 1.0)")
+def test_sweep_writes_one_row_per_point_and_seed_and_trains_clean_victims_once(tmp_path):
+  proc = _launch("sweep", tmp_path, "--config.sweep.grid=(0.1, 1.0)",
+                 "--config.sweep.seeds=(0, 1)")
   table = json.loads((tmp_path / "sweep" / "table.json").read_text())
-  assert [r["value"] for r in table["rows"]] == [0.1, 1.0]
+  assert [(r["value"], r["seed"]) for r in table["rows"]] == [(0.1, 0), (1.0, 0), (0.1, 1),
+                                                              (1.0, 1)]
   assert table["rows"][1]["frac_changed"] > table["rows"][0]["frac_changed"]
+  assert [p["value"] for p in table["curve"]] == [0.1, 1.0]
+  assert all(p["seeds"] == [0, 1] and p["zoo_auc"] is not None for p in table["curve"])
+  clean = [r["results"]["small_cnn"]["clean"] for r in table["rows"]]
+  assert clean[0] == clean[1] and clean[2] == clean[3]  # one clean victim per seed, reused
+  assert sorted(os.listdir(tmp_path / "sweep" / "clean")) == ["seed0.json", "seed1.json"]
   assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
   assert "table.md" in proc.stdout
+  again = _launch("sweep", tmp_path, "--config.sweep.grid=(0.1, 1.0)",
+                  "--config.sweep.seeds=(0, 1)", check=False)
+  assert again.returncode == 2 and "overwrite" in again.stderr  # a finished sweep is kept
 
 
 def _kill_after_checkpoint(workdir, args, round_dir="round_000001"):

@@ -4,7 +4,7 @@ By default `noise.epsilon` is the user's L∞ bound and every method keeps to
 it. Sparse noise raises a second question: at the *same* PSNR, is a larger
 per-pixel change on fewer pixels stronger than a small change on many? With
 `noise.budget = 'psnr'`, ε is derived from `noise.target_psnr` and the
-support's size so that noise of ±ε on ceil(ratio·H·W) pixels per image has
+support's size so that ±ε on a `ratio` fraction of each image's pixels has
 exactly that PSNR (on [0, 1] images):
 
     PSNR = −10·log10(ratio · ε²)   ⇔   ε = 10^(−PSNR/20) / √ratio
