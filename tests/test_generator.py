@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from salm_jax import checkpointing, sharding, tasks
-from salm_jax.noise.salm import generator, masks
+from salm_jax.noise.salm import generator, masks, surrogate
 from tests.helpers import tiny
 
 
@@ -224,3 +224,21 @@ def test_a_transferable_start_is_the_pattern_on_its_top_k_pixels_at_epsilon(data
   res = generator.generate(_with(cfg, max_rounds=1, stop_accuracy=1.01), images, labels,
                            task=tasks.BINARY, num_classes=2, progress=False)
   assert (res.delta != 0).any(-1).sum((1, 2)).max() <= k
+
+
+def test_class_wise_noise_stays_on_the_devices_for_a_whole_pass(data, monkeypatch):
+  """δ and its masks come back to the host once a PGD pass, not once a batch."""
+  images, labels = data
+  cfg = tiny.config(mode="class", max_rounds=1, stop_accuracy=1.01, pgd_batch_size=16)
+  sur, state = surrogate.create(cfg.surrogate, task=tasks.BINARY, num_classes=2,
+                                in_channels=1, image_size=images.shape[1], seed=0)
+  steps = generator.compiled_steps(sur, cfg.noise)
+  mesh = sharding.data_mesh(jax.devices()[:1])
+  groups = labels[:, 0].astype(np.int32)
+  run = generator.start_or_resume(cfg.noise, images, state, jax.random.key(0), groups, 2, None)
+  run.state = sharding.replicate(mesh, run.state)
+  calls = []
+  real = sharding.to_host
+  monkeypatch.setattr(sharding, "to_host", lambda a: calls.append(a.shape) or real(a))
+  generator.pgd_pass(steps, cfg.noise, mesh, run, images, labels, groups, 0, False)
+  assert len(images) // 16 >= 4 and len(calls) == 2  # four batches, two arrays once

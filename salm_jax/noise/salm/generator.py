@@ -181,6 +181,7 @@ class _Steps:
     self.pgd_round = xla_cpu.jit(pgd_round)
     self.correct = xla_cpu.jit(correct)
     self.clean_saliency = xla_cpu.jit(clean_saliency)
+    self.union = jax.jit(jnp.logical_or)
 
 
 @dataclasses.dataclass
@@ -414,6 +415,11 @@ def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, pr
                   leave=False)
   fixed = noise.mask_schedule == "fixed"
   rep = lambda a: sharding.replicate(mesh, a)
+  if groups is not None:  # class-wise: δ stays on the devices for the pass, a spare group G
+    num = len(run.delta)  # takes the padded rows and is dropped
+    spare = lambda a: np.concatenate([a, np.zeros_like(a[:1])])
+    d, fixed_g = rep(spare(run.delta)), rep(spare(run.fixed_mask)) if fixed else None
+    union = None
   for idx, valid in _batches(n, batch):
     x, y = sharding.shard_batch(mesh, images[idx]), sharding.shard_batch(mesh, labels[idx])
     k = None if key is None else rep(jax.random.fold_in(key, int(idx[0])))
@@ -423,17 +429,15 @@ def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, pr
                              None, k)
       run.delta[idx[:valid]] = sharding.to_host(d)[:valid]
       run.union[idx[:valid]] |= sharding.to_host(m)[:valid]
-    else:  # class-wise: padded rows go to a spare group G that is dropped
-      num = len(run.delta)
+    else:
       g = np.where(np.arange(len(idx)) < valid, groups[idx], num).astype(np.int32)
-      spare = lambda a: np.concatenate([a, np.zeros_like(a[:1])])
-      d, m = steps.pgd_round(run.state, x, y, rep(spare(run.delta)),
-                             rep(spare(run.fixed_mask)) if fixed else None,
-                             sharding.shard_batch(mesh, g), k)
-      run.delta[:] = sharding.to_host(d)[:num]
-      run.union |= sharding.to_host(m)[:num]
+      d, m = steps.pgd_round(run.state, x, y, d, fixed_g, sharding.shard_batch(mesh, g), k)
+      union = m if union is None else steps.union(union, m)
     bar.update(valid)
   bar.close()
+  if groups is not None:  # back on the host once a pass: the surrogate trains on it
+    run.delta[:] = sharding.to_host(d)[:num]
+    run.union |= sharding.to_host(union)[:num]
 
 
 def surrogate_accuracy(steps: _Steps, noise, mesh, run: Run, images, labels, groups) -> float:
