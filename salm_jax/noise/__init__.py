@@ -1,14 +1,15 @@
 """The noise side: how protective noise is made.
 
-  saliency.py   per-pixel |∇δ L|, the ranking that picks where noise may go
-  masks.py      top-k pixel masks (per image or shared by a class)
-  pgd.py        one compiled round of masked error-minimizing PGD
-  surrogate.py  the model the noise is optimized against
-  generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1)
-  ops.py        baseline: One-Pixel Shortcut (model-free, class-wise)
-  random_noise.py  control: random ±ε signs on SALM's (or a random) support
-  methods.py    `config.noise.method` -> one of the above, for `protect`
+  salm/       SALM's core: saliency, top-k masks, the masked min-min PGD round,
+              the surrogate, the generator (EM is mask_ratio=1), and its options
+              (augment.py: expectation over crops and flips; starts.py: a
+              transferable start)
+  baselines/  what SALM is compared with: OPS, AR, LSP, error-maximizing noise,
+              and the random-sign control
+  textures/   model-free class patterns: the lattice and the flattest-pixel patterns
+  methods.py  `config.noise.method` -> one of the above, for `protect`
+  budget.py   the L∞ bound, or one derived from a PSNR
 
-Import the modules themselves (`from salm_jax.noise import pgd`); the public
+Import the modules themselves (`from salm_jax.noise.salm import pgd`); the public
 functions are also re-exported by `salm_jax`.
 """

@@ -1,8 +1,10 @@
 """SALM's core: saliency, top-k masks, masked min-min PGD, the surrogate and the generator.
 
-  saliency.py   per-pixel |∇δ L|, the ranking that picks where noise may go
+  saliency.py   per-pixel Σ_c |∇δ L|, the ranking that picks where noise may go
   masks.py      top-k pixel masks: at most ratio·H·W pixels of an image
   pgd.py        one compiled round of masked error-minimizing PGD
-  surrogate.py  the Flax model the noise is optimized against
+  surrogate.py  the Flax model (or ensemble) the noise is optimized against
   generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1)
+  augment.py    random crops and flips inside a PGD step (noise.eot_samples)
+  starts.py     a transferable start: AR or LSP on the top-k pixels (noise.init)
 """
