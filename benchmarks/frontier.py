@@ -44,6 +44,7 @@ _DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "
 # reads the support of the run it controls). Rows keep the name they were made under.
 _SSIM95, _35DB = {"noise.lattice.min_ssim": 0.95}, {"noise.budget": "psnr", "noise.target_psnr": 35.0}
 _NO_FLOOR = {"noise.lattice.min_ssim": 0.0}
+_INDEX = {"noise.support_ties": "index"}
 VARIANTS: dict[str, tuple[str, dict] | None] = {
     "clean": None,
     "salm": ("salm", {}),                                             # the default
@@ -56,6 +57,11 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "salm_ensemble": ("salm", {"surrogate.ensemble": ("small_cnn:16", "resnet18:16", "vgg16:16")}),
     "salm_ar": ("salm", {"noise.init": "ar"}),                        # from an AR pattern
     "salm_lsp": ("salm", {"noise.init": "lsp"}),                      # from an LSP pattern
+    "salm_index_ties": ("salm", _INDEX),                              # support in raster order
+    "random_salm_index_ties": ("random_noise", {
+        "noise.random.support_from": "{seed_dir:salm_index_ties}"}),
+    "salm_ar_index_ties": ("salm", {"noise.init": "ar", **_INDEX}),
+    "salm_lsp_index_ties": ("salm", {"noise.init": "lsp", **_INDEX}),
     "em": ("em", {}),
     "em_class": ("salm", {"noise.mask_ratio": 1.0}),                  # class-wise EM, 8/255
     "em_equal_psnr": ("em", {"noise.budget": "psnr", "noise.target_psnr": 35.6}),

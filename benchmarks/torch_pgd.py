@@ -39,21 +39,27 @@ def clip01(x: torch.Tensor) -> torch.Tensor:
   return torch.minimum(torch.maximum(x, x.new_zeros(())), x.new_ones(()))
 
 
-def topk_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+def topk_mask(scores: torch.Tensor, ratio: float, ties: torch.Tensor | None = None) -> torch.Tensor:
   """(N, 1, H, W) float mask of the top floor(ratio·H·W) pixels of each (N, H, W) score map.
 
-  A stable sort, so equal scores go to the lower flat index; NaN ranks last.
+  Stable sorts: equal scores go to the larger `ties`, then to the lower flat
+  index; NaN ranks last.
   """
   n, h, w = scores.shape
   flat = scores.reshape(n, h * w)
   flat = flat.masked_fill(flat.isnan(), float("-inf"))
-  idx = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :num_kept(ratio, h * w)]
+  order = torch.arange(h * w, device=flat.device).expand(n, -1)
+  if ties is not None:  # by the second key first, then stably by the first
+    order = torch.sort(ties.reshape(n, h * w), dim=1, descending=True, stable=True).indices
+  keyed = torch.gather(flat, 1, order)
+  idx = torch.gather(order, 1, torch.sort(keyed, dim=1, descending=True, stable=True).indices)
+  idx = idx[:, :num_kept(ratio, h * w)]
   return torch.zeros_like(flat).scatter_(1, idx, 1.0).reshape(n, 1, h, w)
 
 
-def project_to_topk(delta: torch.Tensor, ratio: float) -> torch.Tensor:
-  """Keeps each δ's k largest-|δ| pixels (Σ over channels); zeroes the rest."""
-  return delta * topk_mask(delta.abs().sum(1), ratio)
+def project_to_topk(delta: torch.Tensor, ratio: float, ties: torch.Tensor | None = None):
+  """Keeps each δ's k largest-|δ| pixels (Σ over channels), ties by `ties`; zeroes the rest."""
+  return delta * topk_mask(delta.abs().sum(1), ratio, ties)
 
 
 def _gradient(model, images, labels, delta, groups, multilabel: bool) -> torch.Tensor:
@@ -67,19 +73,22 @@ def _gradient(model, images, labels, delta, groups, multilabel: bool) -> torch.T
 
 def masked_pgd(model, images, labels, delta, *, ratio: float, epsilon: float, step_size: float,
                steps: int, groups: torch.Tensor | None = None, multilabel: bool = False):
-  """`steps` masked error-minimizing steps, then the top-k projection; (δ, union of masks).
+  """`steps` masked error-minimizing steps, then the top-k projection (±ε ties by the
+  last step's saliency); (δ, union of masks).
 
   `model` must be in eval mode. `delta` is (G, C, H, W) with `groups` (B,)
   int64, else (B, C, H, W); the union of the step masks is (G | B, H, W) bool.
   """
   delta = delta.detach().clone()
   union = torch.zeros(delta.shape[0], *delta.shape[2:], dtype=torch.bool, device=delta.device)
+  saliency = None
   for _ in range(steps):
     grad = _gradient(model, images, labels, delta, groups, multilabel)
     with torch.no_grad():
-      mask = topk_mask(grad.abs().sum(1), ratio)
+      saliency = grad.abs().sum(1)
+      mask = topk_mask(saliency, ratio)
       delta = torch.clamp(delta - step_size * mask * grad.sign(), -epsilon, epsilon)
       if groups is None:
         delta = torch.clamp(images + delta, 0.0, 1.0) - images
       union |= mask[:, 0].bool()
-  return project_to_topk(delta, ratio), union
+  return project_to_topk(delta, ratio, saliency), union

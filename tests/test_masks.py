@@ -38,6 +38,28 @@ def test_ties_keep_exactly_k_and_prefer_lower_index():
   np.testing.assert_array_equal(np.argwhere(mask[0]), [[0, 2], [1, 2]])
 
 
+def test_a_tie_score_orders_equal_scores_before_the_index():
+  s = jnp.ones((1, 2, 3))                          # every pixel ties on the first key
+  t = jnp.array([[[0.0, 5.0, 1.0], [7.0, 5.0, 0.0]]])
+  mask = masks.topk_mask(s, 3 / 6, ties=t)
+  np.testing.assert_array_equal(np.argwhere(mask[0]), [[0, 1], [1, 0], [1, 1]])
+  s = s.at[0, 0, 0].set(2.0)                       # the first key still wins
+  mask = masks.topk_mask(s, 1 / 6, ties=t)
+  np.testing.assert_array_equal(np.argwhere(mask[0]), [[0, 0]])
+  # Without a tie score, or with equal ones, the lower index wins.
+  np.testing.assert_array_equal(masks.topk_mask(jnp.ones((1, 2, 3)), 0.5, ties=jnp.zeros(
+      (1, 2, 3))), masks.topk_mask(jnp.ones((1, 2, 3)), 0.5))
+
+
+def test_project_to_topk_breaks_ties_by_the_tie_score():
+  delta = jnp.full((1, 3, 3, 1), 8 / 255)           # saturated everywhere, as after a round
+  sal = jnp.arange(9.0).reshape(1, 3, 3)          # most salient: the last pixels
+  out = masks.project_to_topk(delta, 2 / 9, ties=sal)
+  np.testing.assert_array_equal(np.argwhere(out[0, ..., 0] != 0), [[2, 1], [2, 2]])
+  out = masks.project_to_topk(delta, 2 / 9)
+  np.testing.assert_array_equal(np.argwhere(out[0, ..., 0] != 0), [[0, 0], [0, 1]])
+
+
 def test_nan_scores_rank_last():
   s = jnp.array([[[jnp.nan, 1.0], [2.0, jnp.nan]]])
   mask = masks.topk_mask(s, 0.5)

@@ -84,7 +84,7 @@ def test_torch_pgd_round_matches_masked_pgd(mode, channels):
   noise = salm.get_config("breastmnist").noise
   noise.pgd_steps = rnd.steps
   generator_delta, _ = generator.compiled_steps(sur, noise).pgd_round(state, images, labels, zero,
-                                                                      None, groups)
+                                                                      None, groups, None)
   np.testing.assert_array_equal(np.asarray(generator_delta), jax_delta)  # what `generate` runs
   assert jax_delta.shape[0] == (2 if mode == "class" else 8)
   kept = (np.abs(jax_delta).sum(-1) > 0).sum((1, 2))

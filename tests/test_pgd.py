@@ -77,6 +77,31 @@ def test_a_round_leaves_at_most_k_pixels(setup):
   assert int(union.sum((1, 2)).max()) > masks.num_kept(0.05, 100)
 
 
+def test_the_kept_support_follows_saliency_not_raster_order(setup):
+  """Pixels at exactly ±ε tie on |δ|: 'saliency' keeps the most salient, 'index' the first."""
+  logits_fn, x, y = setup
+  eps, alpha = 2 / 255, 0.5 / 255
+  start = jnp.full_like(x, eps)                     # saturated everywhere, as late in a run
+  kw = dict(mask_ratio=0.1, epsilon=eps, step_size=alpha, steps=1)
+  by_saliency = masked_pgd(logits_fn, x, y, start, **kw)
+  by_index = masked_pgd(logits_fn, x, y, start, support_ties="index", **kw)
+  # The one step, written out: the pixels it leaves at ±ε on both channels tie.
+  grad = saliency.input_gradient(logits_fn, x, tasks.label_matrix(y, tasks.MULTI_CLASS), start)[1]
+  sal = saliency.reduce_channels(grad)
+  step = jnp.where(masks.topk_mask(sal, 0.1)[..., None], jnp.sign(grad), 0.0)
+  tied = np.asarray((jnp.abs(pgd.project(x, start - alpha * step, eps)) == eps).all(-1))
+  k = masks.num_kept(0.1, 100)
+  for i in range(len(x)):
+    candidates = np.flatnonzero(tied[i].ravel())
+    kept_index = np.flatnonzero(np.asarray(by_index[i]).any(-1).ravel())
+    kept_saliency = np.flatnonzero(np.asarray(by_saliency[i]).any(-1).ravel())
+    np.testing.assert_array_equal(kept_index, candidates[:k])
+    ranked = candidates[np.argsort(-np.asarray(sal[i]).ravel()[candidates], kind="stable")]
+    np.testing.assert_array_equal(kept_saliency, np.sort(ranked[:k]))
+  with pytest.raises(ValueError, match="support_ties"):
+    masked_pgd(logits_fn, x, y, start, support_ties="random", **kw)
+
+
 def test_closure_form_compiles_once_per_function(setup):
   model, x, y = setup
   logits_fn = model.__call__

@@ -9,6 +9,7 @@
   textures/   model-free class patterns: the lattice and the flattest-pixel patterns
   methods.py  `config.noise.method` -> one of the above, for `protect`
   budget.py   the L∞ bound, or one derived from a PSNR
+  blocks.py   a model-free method's own `config.noise.<name>` block
 
 Import the modules themselves (`from salm_jax.noise.salm import pgd`); the public
 functions are also re-exported by `salm_jax`.

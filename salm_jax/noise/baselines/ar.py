@@ -36,6 +36,8 @@ import ml_collections
 import numpy as np
 
 from salm_jax import tasks
+from salm_jax.noise import blocks
+from salm_jax.noise.baselines import l2_scale
 
 REFERENCE_MAX_RMS = 50.0 / math.sqrt(3 * 32 * 32)  # the finder's norm bound on CIFAR, as RMS
 _COEF_STREAM, _SAMPLE_STREAM = 1, 2               # default_rng([seed, stream])
@@ -58,16 +60,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def _block(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`noise.ar` over the defaults (a block without some field takes its default)."""
-  block = default_config().to_dict()
-  given = noise.get("ar", None)
-  if given is not None:
-    given = given.to_dict() if hasattr(given, "to_dict") else dict(given)
-    unknown = sorted(set(given) - set(block))
-    if unknown:
-      raise ValueError(f"noise.ar has no field {', '.join(unknown)}; its fields are "
-                       f"{tuple(block)}.")
-    block.update(given)
-  return ml_collections.ConfigDict(block)
+  return blocks.method_block(noise, "ar", default_config())
 
 
 def _int(value, name: str, low: int) -> int:
@@ -260,13 +253,8 @@ def find_processes(seed: int, num_classes: int, channels: int, block, canvas,
 def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
                task: str, num_classes: int) -> tuple[np.ndarray, np.ndarray, dict]:
   """AR noise for `images` (float32 NHWC in [0, 1]): (delta, masks, details for the manifest)."""
-  if tasks.is_multilabel(task):
-    raise ValueError("AR poisons (noise.method='ar') are class-wise: they need one class per "
-                     "image, and the multi-label task has none.")
+  seed = blocks.class_wise_seed(config, task, "AR poisons (noise.method='ar')")
   block = check_config(config.noise)
-  seed = int(config.seed)
-  if seed < 0:
-    raise ValueError(f"AR poisons need a non-negative seed, got {seed}.")
   n, h, w, c = images.shape
   canvas = canvas_shape(block, h, w)
   crop = int(block.crop)
@@ -282,13 +270,8 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
     if not (np.isfinite(norms).all() and (norms > 0).all()):
       raise ValueError("AR poisons: a sample diverged or vanished; raise noise.ar.trials or "
                        "lower noise.ar.max_rms.")
-    scaled = raw * (l2 / norms)[:, None, None, None]
-    x = images[lo:hi].astype(np.float64)
-    clipped = np.clip(x + scaled, 0.0, 1.0) - x
-    delta[lo:hi] = clipped
-    after[lo:hi] = np.sqrt(np.sum(clipped.reshape(hi - lo, -1) ** 2, axis=1))
-    linf_before = max(linf_before, float(np.abs(scaled).max()))
-    linf = max(linf, float(np.abs(clipped).max()))
+    delta[lo:hi], after[lo:hi], top_before, top = l2_scale.scale_and_clip(raw, images[lo:hi], l2)
+    linf_before, linf = max(linf_before, top_before), max(linf, top)
   details = {"ar": {
       "l2": float(block.l2), "crop": crop, "canvas": list(canvas),
       "coefficient_seed": seed, "coefficients": coefs.tolist(),

@@ -37,6 +37,8 @@ import ml_collections
 import numpy as np
 
 from salm_jax import tasks
+from salm_jax.noise import blocks
+from salm_jax.noise.baselines import l2_scale
 
 _STREAM = 1                # default_rng([seed, _STREAM])
 _CHUNK_VALUES = 1 << 24    # image values expanded at a time
@@ -53,16 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def _block(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`noise.lsp` over the defaults (a block without some field takes its default)."""
-  block = default_config().to_dict()
-  given = noise.get("lsp", None)
-  if given is not None:
-    given = given.to_dict() if hasattr(given, "to_dict") else dict(given)
-    unknown = sorted(set(given) - set(block))
-    if unknown:
-      raise ValueError(f"noise.lsp has no field {', '.join(unknown)}; its fields are "
-                       f"{tuple(block)}.")
-    block.update(given)
-  return ml_collections.ConfigDict(block)
+  return blocks.method_block(noise, "lsp", default_config())
 
 
 def check_config(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -130,13 +123,8 @@ def to_images(features: np.ndarray, height: int, width: int, channels: int,
 def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
                task: str, num_classes: int) -> tuple[np.ndarray, np.ndarray, dict]:
   """LSP noise for `images` (float32 NHWC in [0, 1]): (delta, masks, details for the manifest)."""
-  if tasks.is_multilabel(task):
-    raise ValueError("LSP (noise.method='lsp') is class-wise: it needs one class per image, "
-                     "and the multi-label task has none.")
+  seed = blocks.class_wise_seed(config, task, "LSP (noise.method='lsp')")
   block = check_config(config.noise)
-  seed = int(config.seed)
-  if seed < 0:
-    raise ValueError(f"LSP needs a non-negative seed, got {seed}.")
   n, h, w, c = images.shape
   patch = int(block.patch)
   gh, gw = grid(h, w, patch)
@@ -156,14 +144,8 @@ def make_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   for lo in range(0, n, step):
     hi = min(n, lo + step)
     raw = to_images(features[lo:hi], h, w, c, patch)
-    norms = np.sqrt(np.sum(raw.reshape(hi - lo, -1) ** 2, axis=1))
-    scaled = raw * (l2 / np.where(norms > 0, norms, 1.0))[:, None, None, None]
-    x = images[lo:hi].astype(np.float64)
-    clipped = np.clip(x + scaled, 0.0, 1.0) - x
-    delta[lo:hi] = clipped
-    after[lo:hi] = np.sqrt(np.sum(clipped.reshape(hi - lo, -1) ** 2, axis=1))
-    linf_before = max(linf_before, float(np.abs(scaled).max()))
-    linf = max(linf, float(np.abs(clipped).max()))
+    delta[lo:hi], after[lo:hi], top_before, top = l2_scale.scale_and_clip(raw, images[lo:hi], l2)
+    linf_before, linf = max(linf_before, top_before), max(linf, top)
   signs = np.packbits(centroids > 0, axis=1)
   details = {"lsp": {
       "patch": patch, "grid": [gh, gw], "features": dim,

@@ -55,6 +55,9 @@ def default_config() -> ml_collections.ConfigDict:
                                 # sign (±ε on the fixed mask; mask_schedule='fixed' only),
                                 # ar, lsp (a transferable pattern on the top-k: starts.py)
       mode="auto",              # class, sample, or auto (class unless multi-label)
+      # At a round's end δ keeps its k largest-|δ| pixels; most sit at ±ε, and
+      # 'saliency' ranks those by the last step's saliency, 'index' by raster order.
+      support_ties="saliency",
       # > 0: each PGD step averages its gradient over this many random crops and flips
       # of x + δ (augment.py, REM's expectation over the victim's augmentations).
       eot_samples=0,
@@ -96,6 +99,7 @@ def check_settings(noise: ml_collections.ConfigDict, task: str | None = None) ->
   pgd.check_budget(noise.epsilon, noise.step_size, noise.pgd_steps)
   pgd.check_schedule(noise.mask_schedule, check_mask=False)  # 'fixed' masks are made here
   pgd.check_eot(noise.get("eot_samples", 0))
+  pgd.check_ties(noise.get("support_ties", "saliency"))
   if noise.init not in INITS:
     raise ValueError(f"noise.init must be one of {INITS}, got {noise.init!r}.")
   _validate_masking(noise, task)
@@ -138,11 +142,13 @@ def _validate_masking(noise: ml_collections.ConfigDict, task: str | None) -> Non
     raise ValueError(f"noise.pretrain_steps must be a non-negative integer, got {pretrain!r}.")
 
 
-_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "mask_schedule", "eot_samples")
+_PGD_FIELDS = ("mask_ratio", "epsilon", "step_size", "pgd_steps", "mask_schedule", "eot_samples",
+               "support_ties")
 
 
 def compiled_steps(sur: surrogate_lib.Surrogate, noise: ml_collections.ConfigDict) -> "_Steps":
-  return _cached_steps(sur, tuple((f, noise.get(f, 0)) for f in _PGD_FIELDS))
+  defaults = default_config()
+  return _cached_steps(sur, tuple((f, noise.get(f, defaults[f])) for f in _PGD_FIELDS))
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,7 +168,8 @@ class _Steps:
     epsilon, step_size = float(noise["epsilon"]), float(noise["step_size"])
     static = dict(ratio=masks_lib.check_ratio(noise["mask_ratio"]), steps=int(noise["pgd_steps"]),
                   task=task, schedule=noise["mask_schedule"], return_mask=True,
-                  unroll=pgd.default_unroll(), eot_samples=int(noise["eot_samples"]))
+                  unroll=pgd.default_unroll(), eot_samples=int(noise["eot_samples"]),
+                  ties=noise["support_ties"])
 
     def pgd_round(state, images, labels, delta, fixed_mask, groups, key):
       return pgd.masked_round(sur.logits_fn(state), images, labels, delta, epsilon, step_size,

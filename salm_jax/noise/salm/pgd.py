@@ -41,6 +41,9 @@ MASK_SCHEDULES = ("step", "fixed")
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
+TIES = ("saliency", "index")  # how the end-of-round projection orders pixels of equal |δ|
+
+
 def check_budget(epsilon, step_size, steps) -> None:
   """Raises a clear error for an invalid ε, α or step count (concrete values only)."""
   for name, value in (("epsilon", epsilon), ("step_size", step_size)):
@@ -56,6 +59,11 @@ def check_schedule(mask_schedule: str, fixed_mask=None, check_mask: bool = True)
     raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {mask_schedule!r}.")
   if check_mask and (mask_schedule == "fixed") != (fixed_mask is not None):
     raise ValueError("fixed_mask must be given exactly when mask_schedule='fixed'.")
+
+
+def check_ties(support_ties) -> None:
+  if support_ties not in TIES:
+    raise ValueError(f"support_ties must be one of {TIES}, got {support_ties!r}.")
 
 
 def check_eot(eot_samples, key=False) -> None:
@@ -76,7 +84,7 @@ def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
                mask_ratio: float = 0.1, epsilon=8 / 255, step_size=1.6 / 255, steps: int = 10,
                task: str = tasks.MULTI_CLASS, mask_schedule: str = "step", fixed_mask=None,
                groups=None, return_mask: bool = False, unroll: bool | int | None = None,
-               eot_samples: int = 0, key=None):
+               eot_samples: int = 0, key=None, support_ties: str = "saliency"):
   """Runs `steps` masked error-minimizing PGD steps on a batch; one compiled call.
 
   Args:
@@ -100,6 +108,9 @@ def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
     unroll: `fori_loop` unrolling; None = `default_unroll()`.
     eot_samples: > 0 averages each step's gradient over that many random crops
       and flips of x + δ (then pass `key`); 0 (default): the plain gradient.
+    support_ties: how the end-of-round projection ranks pixels of equal |δ|
+      (most are at ±ε): 'saliency' (the last step's, default) or 'index' (the
+      lower raster index, which favours the image's first rows).
 
   Returns:
     The new δ, or (δ, union_mask) if `return_mask`.
@@ -109,6 +120,7 @@ def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
   check_schedule(mask_schedule, fixed_mask)
   labels = tasks.label_matrix(labels, tasks.check_task(task))
   check_eot(eot_samples, key)
+  check_ties(support_ties)
   if images.ndim != 4 or delta.ndim != 4 or delta.shape[1:] != images.shape[1:] or (
       groups is None and delta.shape != images.shape):
     raise ValueError(f"images must be (B, H, W, C) and delta {'(G' if groups is not None else '(B'}"
@@ -117,7 +129,7 @@ def masked_pgd(apply_fn: ApplyFn, variables, images, labels, delta, *,
                      fixed_mask, groups, key, ratio=ratio, steps=steps, task=task,
                      schedule=mask_schedule, return_mask=return_mask,
                      unroll=default_unroll() if unroll is None else unroll,
-                     eot_samples=eot_samples)
+                     eot_samples=eot_samples, ties=support_ties)
 
 
 def masked_pgd_fn(logits_fn: Callable[[jax.Array], jax.Array], images, labels, delta, **kwargs):
@@ -159,17 +171,20 @@ def default_unroll() -> bool | int:
 def _compiled():
   """The round, jitted with the library's XLA:CPU options (made at first use, not import)."""
   def round_of(apply_fn, variables, images, labels, delta, epsilon, step_size, fixed_mask,
-               groups, key, *, ratio, steps, task, schedule, return_mask, unroll, eot_samples):
+               groups, key, *, ratio, steps, task, schedule, return_mask, unroll, eot_samples,
+               ties):
     return masked_round(functools.partial(apply_fn, variables), images, labels, delta, epsilon,
                         step_size, fixed_mask, groups, ratio=ratio, steps=steps, task=task,
                         schedule=schedule, return_mask=return_mask, unroll=unroll,
-                        eot_samples=eot_samples, key=key)
+                        eot_samples=eot_samples, key=key, ties=ties)
   return xla_cpu.jit(round_of, static_argnames=(
-      "apply_fn", "ratio", "steps", "task", "schedule", "return_mask", "unroll", "eot_samples"))
+      "apply_fn", "ratio", "steps", "task", "schedule", "return_mask", "unroll", "eot_samples",
+      "ties"))
 
 
 def masked_round(logits_fn, images, labels, delta, epsilon, step_size, fixed_mask, groups, *,
-                 ratio, steps, task, schedule, return_mask, unroll, eot_samples=0, key=None):
+                 ratio, steps, task, schedule, return_mask, unroll, eot_samples=0, key=None,
+                 ties="saliency"):
   """The traceable round behind `masked_pgd` (arguments checked there), for use inside a
   caller's own compiled program such as the generator's; `logits_fn(images) -> logits`.
 
@@ -192,20 +207,21 @@ def masked_round(logits_fn, images, labels, delta, epsilon, step_size, fixed_mas
     return jax.grad(total_loss)(delta)
 
   def step(i, carry):
-    delta, mask, union = carry
+    delta, mask, union, _ = carry
     grad = gradient(delta, i)
+    sal = saliency_lib.reduce_channels(grad)
     if schedule == "step":
-      mask = masks_lib.topk_mask(saliency_lib.reduce_channels(grad), ratio)
+      mask = masks_lib.topk_mask(sal, ratio)
     update = jnp.where(mask[..., None], jnp.sign(grad), jnp.zeros_like(grad))
     delta = delta - step_size * update
     delta = project(images, delta, epsilon) if groups is None else jnp.clip(
         delta, -epsilon, epsilon)
-    return delta, mask, union | mask
+    return delta, mask, union | mask, sal
 
   mask_shape = delta.shape[:3]
   init_mask = fixed_mask if fixed_mask is not None else jnp.zeros(mask_shape, bool)
-  delta, _, union = jax.lax.fori_loop(0, steps, step,
-                                      (delta, init_mask, jnp.zeros(mask_shape, bool)),
-                                      unroll=unroll if steps else 1)
-  delta = masks_lib.project_to_topk(delta, ratio)
+  delta, _, union, sal = jax.lax.fori_loop(
+      0, steps, step, (delta, init_mask, jnp.zeros(mask_shape, bool),
+                       jnp.zeros(mask_shape, images.dtype)), unroll=unroll if steps else 1)
+  delta = masks_lib.project_to_topk(delta, ratio, sal if ties == "saliency" else None)
   return (delta, union) if return_mask else delta
