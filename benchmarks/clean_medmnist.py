@@ -81,7 +81,7 @@ def main(argv):
       runs.append({"dataset": flag, "arch": _ARCH.value, "epochs": _EPOCHS.value, "seed": seed,
                    **run_one(flag, datasets[flag], seed)})
       print(_row(flag, str(seed), runs[-1:]), flush=True)
-      if _JSON_OUT.value:  # after every run, so a cut-short session keeps what it finished
+      if _JSON_OUT.value:  # after every run, so a run cut short keeps what it finished
         atomic.write_json(_JSON_OUT.value, {"devices": [str(d) for d in jax.devices()],
                                             "jax": jax.__version__, "runs": runs})
   rows = []

@@ -16,7 +16,7 @@ arg = '<data>[,full|,tiny][,size=<px>]'
   size  MedMNIST image size: 28 (default), 64, 128 or 224.
 
 Without ',full', sized for 2 CPU cores: ':synthetic' protects and evaluates
-in about a minute; ':breastmnist' makes its noise in 3 to 6 minutes and
+in about a minute; ':breastmnist' makes its noise in 3 to 5 minutes and
 trains the six-architecture zoo in about 22 (pass --config.evaluation.archs
 for fewer victims).
 """
