@@ -48,11 +48,12 @@ def topk_mask(scores: torch.Tensor, ratio: float, ties: torch.Tensor | None = No
   n, h, w = scores.shape
   flat = scores.reshape(n, h * w)
   flat = flat.masked_fill(flat.isnan(), float("-inf"))
-  order = torch.arange(h * w, device=flat.device).expand(n, -1)
-  if ties is not None:  # by the second key first, then stably by the first
+  if ties is None:  # the step masks: one stable sort
+    idx = torch.sort(flat, dim=1, descending=True, stable=True).indices
+  else:  # by the second key first, then stably by the first
     order = torch.sort(ties.reshape(n, h * w), dim=1, descending=True, stable=True).indices
-  keyed = torch.gather(flat, 1, order)
-  idx = torch.gather(order, 1, torch.sort(keyed, dim=1, descending=True, stable=True).indices)
+    keyed = torch.gather(flat, 1, order)
+    idx = torch.gather(order, 1, torch.sort(keyed, dim=1, descending=True, stable=True).indices)
   idx = idx[:, :num_kept(ratio, h * w)]
   return torch.zeros_like(flat).scatter_(1, idx, 1.0).reshape(n, 1, h, w)
 

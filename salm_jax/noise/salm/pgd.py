@@ -62,6 +62,7 @@ def check_schedule(mask_schedule: str, fixed_mask=None, check_mask: bool = True)
 
 
 def check_ties(support_ties) -> None:
+  """`support_ties` one of `TIES`."""
   if support_ties not in TIES:
     raise ValueError(f"support_ties must be one of {TIES}, got {support_ties!r}.")
 
