@@ -46,7 +46,8 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   config = resolved  # the saved config.json keeps the user's own fields
   dataset = data_lib.load_from_config(config.dataset)
   splits = _check_splits(config.noise.splits, dataset)
-  images = np.concatenate([data_lib.as_float(dataset.splits[s].images) for s in splits])
+  # uint8, as written: SALM converts each batch on its way to the devices (methods.py)
+  images = np.concatenate([data_lib.as_nhwc(dataset.splits[s].images) for s in splits])
   labels = np.concatenate([dataset.splits[s].labels for s in splits])
   epsilon = methods.linf_bound(config)
   logging.info("Protecting %s (%s, %d images of %dpx, splits %s) with %s, mask ratio %s, "

@@ -1,12 +1,12 @@
 """Placing batches on a device mesh, on one host or many.
 
 The generator shards every batch over one 'data' mesh axis and replicates the
-surrogate. Every process keeps the whole (small) dataset and noise in host
-memory; `shard_batch` hands each device only its slice, built with
+surrogate. Every process keeps the whole dataset in host memory (uint8);
+`shard_batch` hands each device only its slice, built with
 `jax.make_array_from_callback`, which works the same under one process and
-under `jax.distributed` (TPU pods, GPU clusters): each process then computes
-the noise of the samples on its own devices, and `to_host` gathers the result
-back to every process.
+under `jax.distributed` (TPU pods, GPU clusters). The noise stays on the
+devices during a run (`noise/salm/resident.py`); `to_host` gathers it to
+every process at checkpoints and at the end.
 """
 from __future__ import annotations
 

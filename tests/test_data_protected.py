@@ -133,3 +133,15 @@ def test_medmnist_loader_reads_protected_file(medmnist_dir, tmp_path):
   image, label = train[5]
   np.testing.assert_array_equal(np.asarray(image), images[5])
   assert int(label[0]) == int(ds.train.labels[5, 0])
+
+
+def test_quantize_a_chunk_at_a_time_equals_the_whole_array_formula():
+  """Past 4 Mi pixel values quantize works in chunks; the file is the same."""
+  rng = np.random.default_rng(0)
+  clean = rng.integers(0, 256, (1100, 64, 64), dtype=np.uint8)
+  delta = rng.uniform(-0.05, 0.05, clean.shape + (1,)).astype(np.float32)
+  assert protected.rows_per_chunk(delta.shape) < len(clean)
+  base = clean[..., None].astype(np.int16)
+  whole = np.clip(np.rint(base + 255.0 * delta.astype(np.float64)), np.maximum(base - 8, 0),
+                  np.minimum(base + 8, 255)).astype(np.uint8)[..., 0]
+  np.testing.assert_array_equal(protected.quantize(clean, delta, 8 / 255), whole)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from salm_jax import checkpointing, sharding, tasks
-from salm_jax.noise.salm import generator, masks, surrogate
+from salm_jax.noise.salm import generator, masks, resident, surrogate
 from tests.helpers import tiny
 
 
@@ -193,18 +193,19 @@ def test_bad_inputs_raise(data):
     generator.generate(cfg, images, labels + 5, task=tasks.BINARY, num_classes=2)
   with pytest.raises(ValueError, match="labels"):
     generator.generate(cfg, images, labels[:3], task=tasks.BINARY, num_classes=2)
-  with pytest.raises(ValueError, match="float32"):
-    generator.generate(cfg, (images * 255).astype(np.uint8), labels, task=tasks.BINARY,
+  with pytest.raises(ValueError, match="float32 in"):
+    generator.generate(cfg, images.astype(np.float64), labels, task=tasks.BINARY,
                        num_classes=2)
   with pytest.raises(ValueError, match="multi-label"):
     generator.generate(tiny.config(mode="class"), images, labels, task=tasks.MULTI_LABEL,
                        num_classes=1)
 
 
-def test_eot_noise_is_seeded_and_differs_from_the_plain_round(data):
+@pytest.mark.parametrize("mode", ["class", "sample"])
+def test_eot_noise_is_seeded_and_differs_from_the_plain_round(data, mode):
   images, labels = data
   kw = dict(task=tasks.BINARY, num_classes=2, progress=False)
-  cfg = lambda n: tiny.config(mode="class", max_rounds=1, stop_accuracy=1.01, eot_samples=n)
+  cfg = lambda n: tiny.config(mode=mode, max_rounds=1, stop_accuracy=1.01, eot_samples=n)
   plain, eot, again = (generator.generate(cfg(n), images, labels, **kw) for n in (0, 2, 2))
   np.testing.assert_array_equal(eot.delta, again.delta)
   assert (plain.delta != eot.delta).any() and np.abs(eot.delta).max() <= 8 / 255 + 1e-6
@@ -226,19 +227,47 @@ def test_a_transferable_start_is_the_pattern_on_its_top_k_pixels_at_epsilon(data
   assert (res.delta != 0).any(-1).sum((1, 2)).max() <= k
 
 
-def test_class_wise_noise_stays_on_the_devices_for_a_whole_pass(data, monkeypatch):
-  """δ and its masks come back to the host once a PGD pass, not once a batch."""
+@pytest.mark.parametrize("mode", ["class", "sample"])
+def test_noise_stays_on_the_devices_from_round_to_round(data, monkeypatch, mode):
+  """δ and its masks reach the host only at the end: no transfer per batch or per round."""
   images, labels = data
-  cfg = tiny.config(mode="class", max_rounds=1, stop_accuracy=1.01, pgd_batch_size=16)
-  sur, state = surrogate.create(cfg.surrogate, task=tasks.BINARY, num_classes=2,
-                                in_channels=1, image_size=images.shape[1], seed=0)
-  steps = generator.compiled_steps(sur, cfg.noise)
-  mesh = sharding.data_mesh(jax.devices()[:1])
-  groups = labels[:, 0].astype(np.int32)
-  run = generator.start_or_resume(cfg.noise, images, state, jax.random.key(0), groups, 2, None)
-  run.state = sharding.replicate(mesh, run.state)
+  cfg = tiny.config(mode=mode, max_rounds=3, stop_accuracy=1.01, pgd_batch_size=16)
   calls = []
   real = sharding.to_host
   monkeypatch.setattr(sharding, "to_host", lambda a: calls.append(a.shape) or real(a))
-  generator.pgd_pass(steps, cfg.noise, mesh, run, images, labels, groups, 0, False)
-  assert len(images) // 16 >= 4 and len(calls) == 2  # four batches, two arrays once
+  generator.generate(cfg, images, labels, task=tasks.BINARY, num_classes=2, progress=False,
+                     mesh=sharding.data_mesh(jax.devices()[:2]))
+  assert len(images) // 16 >= 4  # four batches a round, three rounds
+  noise_like = [c[1:] for c in calls if c[1:3] == images.shape[1:3]]  # not the surrogate's
+  assert noise_like == [images.shape[1:], images.shape[1:3], images.shape[1:3]]
+
+
+def test_uint8_images_give_the_noise_of_their_float_form(data):
+  """The host may keep the images as uint8: each batch is converted on its way."""
+  images, labels = data
+  as_uint8 = np.rint(images * 255).astype(np.uint8)
+  cfg = tiny.config(mode="sample", max_rounds=2, stop_accuracy=1.01)
+  runs = [generator.generate(cfg, x, labels, task=tasks.BINARY, num_classes=2, progress=False)
+          for x in (as_uint8, as_uint8.astype(np.float32) / 255)]
+  np.testing.assert_array_equal(runs[0].delta, runs[1].delta)
+  np.testing.assert_array_equal(runs[0].masks, runs[1].masks)
+
+
+def test_a_per_image_pgd_batch_moves_no_noise_between_devices(data):
+  """Batch b is a local slice of every device's rows: the compiled round has no collectives."""
+  images, labels = data
+  cfg = tiny.config(mode="sample", pgd_batch_size=16)
+  sur, state = surrogate.create(cfg.surrogate, task=tasks.BINARY, num_classes=2,
+                                in_channels=1, image_size=images.shape[1], seed=0)
+  steps = generator.compiled_steps(sur, cfg.noise)
+  mesh = sharding.data_mesh(jax.devices()[:8])
+  layout = generator.layout_of(cfg.noise, mesh, len(images), class_wise=False)
+  delta = resident.to_devices(mesh, np.zeros(images.shape, np.float32), layout)
+  union = resident.to_devices(mesh, np.zeros(images.shape[:3], bool), layout)
+  rows = layout.rows(1) % len(images)
+  put = lambda a: sharding.shard_batch(mesh, a)
+  hlo = steps.pgd_rows.lower(sharding.replicate(mesh, state), put(images[rows]),
+                             put(labels[rows]), delta, union, None, 1, None,
+                             mesh=mesh).compile().as_text()
+  for collective in ("all-gather", "all-to-all", "collective-permute", "all-reduce"):
+    assert collective not in hlo, collective

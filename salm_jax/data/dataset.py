@@ -76,12 +76,15 @@ class Dataset:
     return dataclasses.replace(self, **changes)
 
 
+def as_nhwc(images: np.ndarray) -> np.ndarray:
+  """(N,H,W[,C]) -> NHWC, a view (gray images get their channel axis)."""
+  x = np.asarray(images)
+  return x[..., None] if x.ndim == 3 else x
+
+
 def as_float(images: np.ndarray) -> np.ndarray:
   """uint8 (N,H,W[,C]) -> float32 NHWC in [0, 1]."""
-  x = np.asarray(images)
-  if x.ndim == 3:
-    x = x[..., None]
-  return x.astype(np.float32) / 255.0
+  return as_nhwc(images).astype(np.float32) / 255.0
 
 
 def as_uint8_like(x: np.ndarray, like: np.ndarray) -> np.ndarray:

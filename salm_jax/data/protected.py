@@ -63,17 +63,26 @@ def quantize(clean_uint8: np.ndarray, delta: np.ndarray, epsilon: float) -> np.n
   if clean.dtype != np.uint8:
     raise ValueError(f"quantize: clean images must be uint8, got {clean.dtype}.")
   nhwc = clean.shape + (1,) if clean.ndim == 3 else clean.shape
-  delta = np.asarray(delta, dtype=np.float64)
+  delta = np.asarray(delta)
   if delta.shape != nhwc:
     raise ValueError(f"quantize: delta shape {delta.shape} does not match clean images "
                      f"{clean.shape} (as NHWC {nhwc}).")
   if not np.isfinite(delta).all():
     raise ValueError("quantize: delta contains NaN or inf.")
   bound = linf_bound(epsilon)
-  base = clean.reshape(nhwc).astype(np.int16)
-  target = np.rint(base + 255.0 * delta)
-  out = np.clip(target, np.maximum(base - bound, 0), np.minimum(base + bound, 255))
-  return out.astype(np.uint8).reshape(clean.shape)
+  out = np.empty(nhwc, np.uint8)
+  step = rows_per_chunk(nhwc)
+  for start in range(0, len(out), step):  # in chunks: no float64 copy of the whole dataset
+    part = slice(start, start + step)
+    base = clean.reshape(nhwc)[part].astype(np.int16)
+    target = np.rint(base + 255.0 * delta[part].astype(np.float64))
+    out[part] = np.clip(target, np.maximum(base - bound, 0), np.minimum(base + bound, 255))
+  return out.reshape(clean.shape)
+
+
+def rows_per_chunk(shape: tuple[int, ...], values: int = 1 << 22) -> int:
+  """Images per chunk of about `values` pixel values (4 Mi), for work done a chunk at a time."""
+  return max(1, values // max(1, int(np.prod(shape[1:]))))
 
 
 def output_file_name(dataset: Dataset) -> str:

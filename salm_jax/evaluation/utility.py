@@ -27,6 +27,7 @@ from flax import nnx
 
 from salm_jax import tasks
 from salm_jax.data.dataset import as_float
+from salm_jax.data.protected import rows_per_chunk
 from salm_jax.evaluation import metrics
 
 
@@ -53,8 +54,12 @@ def _psnr_ssim(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def per_image_stats(clean_uint8: np.ndarray, protected_uint8: np.ndarray,
                     batch_size: int = 1024) -> dict[str, np.ndarray]:
-  """Per image: 'linf', 'linf_uint8', 'frac_changed', 'psnr' (dB, inf if unchanged), 'ssim'."""
+  """Per image: 'linf', 'linf_uint8', 'frac_changed', 'psnr' (dB, inf if unchanged), 'ssim'.
+
+  PSNR and SSIM take at most `batch_size` images, and about 4 Mi pixel values, at a time.
+  """
   clean, prot = _pair(clean_uint8, protected_uint8)
+  batch_size = max(1, min(batch_size, rows_per_chunk(clean.shape)))
   diff = np.abs(clean.astype(np.int16) - prot.astype(np.int16))
   linf_uint8 = diff.reshape(len(diff), -1).max(axis=1) if diff.size else np.zeros(0, np.int16)
   frac = (diff.max(axis=-1) > 0).reshape(len(diff), -1).mean(axis=1)

@@ -55,6 +55,7 @@ class Method:
   linf_bound: Callable[[ml_collections.ConfigDict], float]
   model_free: bool
   check: Callable[[ml_collections.ConfigDict], None] = lambda noise: None
+  takes_uint8: bool = False  # keeps uint8 images as they are (else converted to float32 first)
 
 
 def _noise_epsilon(config: ml_collections.ConfigDict) -> float:
@@ -84,7 +85,7 @@ def _model_free(make_noise) -> Callable[..., ModelFreeResult]:
 
 METHODS: dict[str, Method] = {
     "salm": Method(_salm, _noise_epsilon, model_free=False,
-                   check=generator.check_settings),
+                   check=generator.check_settings, takes_uint8=True),
     "ops": Method(_model_free(ops.make_noise),
                   lambda config: float(config.noise.get("ops", ops.default_config()).epsilon),
                   model_free=True),
@@ -136,6 +137,8 @@ def generate_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels
                    on_round: Callable[[dict], None] | None = None) -> generator.GeneratorResult:
   """Noise for `images` by `config.noise.method`; arguments as `generator.generate`."""
   method = get(method_name(config))
+  if not method.takes_uint8:
+    images = generator.as_float(images)
   return method.generate(config, images, labels, task=task, num_classes=num_classes,
                          checkpoint_dir=checkpoint_dir, metrics_path=metrics_path,
                          progress=progress, mesh=mesh, on_round=on_round)

@@ -38,6 +38,7 @@ from salm_jax import run_log
 from salm_jax import sharding
 from salm_jax import tasks
 from salm_jax.noise.salm import generator
+from salm_jax.noise.salm import resident
 from salm_jax.noise.salm import surrogate as surrogate_lib
 
 
@@ -99,6 +100,8 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   run = generator.prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups,
                           key)
   targets = target_labels(labels, num_classes)
+  count = len(run.delta)
+  run = generator.to_devices(mesh, run, None)
   history = []
   for p in range(noise.max_rounds):
     start = time.time()
@@ -108,9 +111,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
                                                        groups),
               "target_rate": generator.surrogate_accuracy(steps, noise, mesh, run, images,
                                                           targets, groups),
-              "frac_masked": float(run.union.mean()),
-              "frac_nonzero": float((np.abs(run.delta) > 0).any(-1).mean()),
-              "linf": float(np.abs(run.delta).max()), "seconds": time.time() - start}
+              **resident.stats(run.delta, run.union, count), "seconds": time.time() - start}
     history.append(record)
     logging.info("pass %d/%d: surrogate accuracy on x+δ %.4f, pushed to the target class "
                  "%.4f (%.1fs)", p + 1, noise.max_rounds, record["accuracy"],
@@ -119,7 +120,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
       run_log.write_history(metrics_path, history)
     if on_round:
       on_round(record)
-  delta, masks = generator.per_sample(run, images, groups)
+  delta, masks = generator.per_sample(generator.to_host(run, count), images, groups)
   return generator.GeneratorResult(delta=delta, masks=masks, history=history,
                                    rounds=len(history), stopped_early=False, surrogate=sur,
                                    surrogate_state=run.state)

@@ -5,6 +5,7 @@
   pgd.py        one compiled round of masked error-minimizing PGD
   surrogate.py  the Flax model (or ensemble) the noise is optimized against
   generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1)
+  resident.py   the noise kept on the devices from round to round, row-sharded per image
   augment.py    random crops and flips inside a PGD step (noise.eot_samples)
   starts.py     a transferable start: AR or LSP on the top-k pixels (noise.init)
 """

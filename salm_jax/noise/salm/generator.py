@@ -8,11 +8,14 @@ Each round (EM's loop, Huang et al. 2021, with SALM's masked steps):
      `stop_accuracy`, or after `max_rounds`.
 Round r draws its randomness from fold_in(key, r), and a checkpoint holds
 everything else, so a run resumed from a checkpoint ends exactly where an
-uninterrupted run ends.
+uninterrupted run ends. δ and its masks stay on the devices from the first
+round to the last (resident.py); the host holds the images as given (uint8
+is kept as uint8) and sees δ at checkpoints and at the end.
 
 The pieces of a run (`compiled_steps`, `start_or_resume`, `prepare`,
-`pgd_pass`, `surrogate_accuracy`, `per_sample`) are public so that a method
-built from them (`adversarial.py`) needs no branch in this loop.
+`to_devices`, `pgd_pass`, `surrogate_accuracy`, `to_host`, `per_sample`) are
+public so that a method built from them (`adversarial.py`) needs no branch
+in this loop.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.sharding import PartitionSpec as P
 from tqdm import auto as tqdm
 
 from salm_jax import checkpointing
@@ -35,8 +39,10 @@ from salm_jax import sharding
 from salm_jax import tasks
 from salm_jax import terminal
 from salm_jax import xla_cpu
+from salm_jax.data import protected
 from salm_jax.noise.salm import masks as masks_lib
 from salm_jax.noise.salm import pgd
+from salm_jax.noise.salm import resident
 from salm_jax.noise.salm import saliency as saliency_lib
 from salm_jax.noise.salm import starts
 from salm_jax.noise.salm import surrogate as surrogate_lib
@@ -119,10 +125,12 @@ def validate(noise: ml_collections.ConfigDict, images: np.ndarray, labels: np.nd
 
 def check_data(images: np.ndarray, labels: np.ndarray, task: str, num_classes: int) -> None:
   """The checks on images and labels that every noise method needs."""
-  if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.float32:
-    raise ValueError(f"images must be float32 (N, H, W, C) in [0, 1]; got "
+  if (not isinstance(images, np.ndarray) or images.ndim != 4
+      or images.dtype not in (np.float32, np.uint8)):
+    raise ValueError(f"images must be (N, H, W, C), float32 in [0, 1] or uint8; got "
                      f"{getattr(images, 'dtype', type(images))} {np.shape(images)}.")
-  if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+  if images.dtype == np.float32 and (
+      not np.isfinite(images).all() or images.min() < 0 or images.max() > 1):
     raise ValueError("images must be finite and in [0, 1] (NaN/inf or out-of-range pixels).")
   if labels.ndim != 2 or len(labels) != len(images):
     raise ValueError(f"labels must be (N, L) with N = {len(images)}; got {labels.shape}.")
@@ -175,29 +183,65 @@ class _Steps:
       return pgd.masked_round(sur.logits_fn(state), images, labels, delta, epsilon, step_size,
                               fixed_mask, groups, key=key, **static)
 
-    def correct(state, images, labels, delta):
+    def train(state, images, labels, source, index):
+      return surrogate_lib.train_steps(sur, state, images, labels, source[index])
+
+    def recalibrate(state, images, source, index):
+      inputs = jnp.clip(images + source[index], 0.0, 1.0)
+      return surrogate_lib.recalibrate_batch_norm(sur, state, inputs)
+
+    def correct(state, images, labels, source, index, b, real, *, chunk, ndev):
+      """How many real rows of a batch the surrogate gets right on x + δ."""
+      delta = source[index] if index is not None else resident.take(source, b, chunk, ndev)
       logits = sur.logits_fn(state)(jnp.clip(images + delta, 0.0, 1.0))
-      return tasks.per_example_correct(logits, labels, task)
+      return jnp.where(real, tasks.per_example_correct(logits, labels, task), 0).sum()
 
     def clean_saliency(state, images, labels):
       return saliency_lib.saliency_map(sur.logits_fn(state), images, labels, task=task)
 
     # Every program here is convolutions: compiled with the library's XLA:CPU options.
-    self.train = xla_cpu.jit(functools.partial(surrogate_lib.train_steps, sur))
-    self.recalibrate = xla_cpu.jit(functools.partial(surrogate_lib.recalibrate_batch_norm, sur))
+    layout = dict(static_argnames=("chunk", "ndev"))
+    self.train = xla_cpu.jit(train)
+    self.recalibrate = xla_cpu.jit(recalibrate)
     self.pgd_round = xla_cpu.jit(pgd_round)
-    self.correct = xla_cpu.jit(correct)
+    self.pgd_rows = xla_cpu.jit(functools.partial(_pgd_rows, sur, epsilon, step_size, static),
+                                donate_argnums=(3, 4), static_argnames=("mesh",))
+    self.correct = xla_cpu.jit(correct, **layout)
     self.clean_saliency = xla_cpu.jit(clean_saliency)
     self.union = jax.jit(jnp.logical_or)
 
 
+def _pgd_rows(sur, epsilon, step_size, static, state, images, labels, delta, union, fixed, b,
+              key, *, mesh):
+  """Per-image round on batch b of the row-sharded δ and masks (resident.py), updated in
+  place: each device works on its own rows, with no collective and no transfer."""
+  def local(state, images, labels, delta, union, fixed, b, key):
+    chunk = images.shape[0]
+    take = lambda a: jax.lax.dynamic_slice_in_dim(a, b * chunk, chunk)
+    put = lambda a, v: jax.lax.dynamic_update_slice_in_dim(a, v.astype(a.dtype), b * chunk, 0)
+    if key is not None:  # each device draws its own images' crops
+      key = jax.random.fold_in(key, jax.lax.axis_index(sharding.DATA_AXIS))
+    new, mask = pgd.masked_round(sur.logits_fn(state), images, labels, take(delta), epsilon,
+                                 step_size, None if fixed is None else take(fixed), None,
+                                 key=key, **static)
+    return put(delta, new), put(union, take(union) | mask)
+  rows, shared = P(sharding.DATA_AXIS), P()
+  return jax.shard_map(local, mesh=mesh, out_specs=(rows, rows), check_vma=False, in_specs=(
+      shared, rows, rows, rows, rows, rows, shared, shared))(
+          state, images, labels, delta, union, fixed, b, key)
+
+
 @dataclasses.dataclass
 class Run:
-  """Host-side state of one generator run (everything a checkpoint holds)."""
+  """The state of one generator run (everything a checkpoint holds).
+
+  δ and its masks are host arrays before the rounds and in checkpoints, and
+  device arrays during the rounds (`to_devices`, `to_host`; resident.py).
+  """
   state: Any
-  delta: np.ndarray          # (N | G, H, W, C)
-  union: np.ndarray          # (N | G, H, W) bool
-  fixed_mask: np.ndarray     # (N | G, H, W) bool, used by mask_schedule='fixed'
+  delta: Any                 # (N | G, H, W, C) float32
+  union: Any                 # (N | G, H, W) bool
+  fixed_mask: Any            # (N | G, H, W) bool, used by mask_schedule='fixed'
   history: list[dict]
   next_round: int
 
@@ -211,7 +255,8 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   Args:
     config: experiment config with `noise` (see `default_config`), `surrogate`
       (see `surrogate.default_config`) and `seed`.
-    images: float32 (N, H, W, C) in [0, 1]; labels: (N, L) MedMNIST labels.
+    images: (N, H, W, C), float32 in [0, 1] or uint8 (kept as uint8 on the host, each
+      batch converted on its way to the devices); labels: (N, L) MedMNIST labels.
     task, num_classes: the MedMNIST task type and its number of classes/labels.
     checkpoint_dir: where to save and resume from (None: no checkpoints).
     metrics_path: a JSON-lines file rewritten with the history every round.
@@ -234,14 +279,17 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   run.state = sharding.replicate(mesh, run.state)
   if run.next_round == 0:
     if noise.init in starts.PATTERNS:
-      run.delta = starts.transfer_start(config, images, labels, task=task,
+      run.delta = starts.transfer_start(config, as_float(images), labels, task=task,
                                         num_classes=num_classes, groups=groups)
     run = prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups, key)
+  layout = layout_of(noise, mesh, len(images), groups is not None)
+  count = len(run.delta)
+  run = to_devices(mesh, run, layout if groups is None else None)
   stopped = bool(run.history) and _should_stop(noise, run.history)
   for r in range(run.next_round, noise.max_rounds):
     if stopped:
       break
-    run = _one_round(steps, noise, config.surrogate, mesh, run, images, labels, groups,
+    run = _one_round(steps, noise, config.surrogate, mesh, layout, run, images, labels, groups,
                      jax.random.fold_in(key, r), r, progress)
     record = run.history[-1]
     logging.info("round %d/%d: surrogate accuracy on x+δ %.4f, train loss %.4f, "
@@ -255,11 +303,42 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
     if checkpoint_dir and noise.checkpoint_every and (
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
       checkpointing.save(checkpoint_dir, r, surrogate_state=run.state,
-                         arrays=_arrays(run), history=run.history)
-  delta, masks = per_sample(run, images, groups)
+                         arrays=_arrays(to_host(run, count)), history=run.history)
+  delta, masks = per_sample(to_host(run, count), images, groups)
   return GeneratorResult(delta=delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state)
+
+
+def as_float(images: np.ndarray) -> np.ndarray:
+  """float32 images in [0, 1]; uint8 images (the written form) are converted."""
+  return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+
+
+def layout_of(noise, mesh, n: int, class_wise: bool) -> resident.Layout:
+  """How N rows fall into PGD batches over the mesh's devices.
+
+  Class-wise batches are consecutive rows whatever the mesh: each batch's
+  update of the shared class noise then sums the same images in the same
+  order, and 1 and 8 devices give the same file.
+  """
+  batch = _pgd_batch(noise, mesh, n)
+  return resident.Layout(n, batch, 1 if class_wise else mesh.devices.size)
+
+
+def to_devices(mesh, run: Run, layout: resident.Layout | None) -> Run:
+  """δ and its masks onto the devices for the rounds: row-sharded by `layout` (per image), or
+  replicated (`None`, class-wise)."""
+  put = lambda a: resident.to_devices(mesh, a, layout)
+  return dataclasses.replace(run, delta=put(run.delta), union=put(run.union),
+                             fixed_mask=put(run.fixed_mask))
+
+
+def to_host(run: Run, count: int) -> Run:
+  """δ and its masks back on the host: their first `count` (real) rows."""
+  back = lambda a: resident.to_host(a, count)
+  return dataclasses.replace(run, delta=back(run.delta), union=back(run.union),
+                             fixed_mask=back(run.fixed_mask))
 
 
 def _should_stop(noise, history: list[dict]) -> bool:
@@ -287,7 +366,7 @@ def start_or_resume(noise, images, state, key, groups, num_classes, checkpoint_d
     delta = np.array(jax.random.uniform(jax.random.fold_in(key, 0x7FFFFFFF), shape, jnp.float32,
                                           -noise.epsilon, noise.epsilon))
     if groups is None:
-      delta = np.clip(images + delta, 0.0, 1.0) - images
+      delta = _inside(images, delta)
   else:
     delta = np.zeros(shape, np.float32)
   masks = np.zeros(shape[:3], bool)
@@ -314,7 +393,7 @@ def prepare(steps: "_Steps", noise, sur_cfg, mesh, run: Run, images, labels, gro
     signs = jax.random.rademacher(jax.random.fold_in(key, 0x5167), delta.shape, jnp.float32)
     delta = np.asarray(signs) * np.float32(noise.epsilon) * fixed[..., None]
     if groups is None:
-      delta = np.clip(images + delta, 0.0, 1.0) - images
+      delta = _inside(images, delta)
   return dataclasses.replace(run, state=keep, fixed_mask=fixed, delta=delta.astype(np.float32),
                              union=union)
 
@@ -326,17 +405,19 @@ def _pretrain(steps: "_Steps", noise, sur_cfg, mesh, state, images, labels, key)
     return state
   batch = sharding.round_up(sur_cfg.batch_size, mesh.devices.size)
   put = lambda a: sharding.shard_batch(mesh, a, axis=1)
-  zeros = put(np.zeros((noise.train_steps, batch) + images.shape[1:], np.float32))
+  zero = sharding.replicate(mesh, np.zeros((1,) + images.shape[1:], np.float32))
+  index = put(np.zeros((noise.train_steps, batch), np.int32))
   for c in range(calls):
     idx = _train_batches(len(images), batch, noise.train_steps,
                          jax.random.fold_in(key, 0xC1EA0000 + c))
-    state, metrics = steps.train(state, put(images[idx]), put(labels[idx]), zeros)
+    state, metrics = steps.train(state, put(_rows(images, idx)), put(labels[idx]), zero, index)
   logging.info("pretrained the surrogate for %d steps on clean images: last loss %.4f, "
                "accuracy %.4f", calls * noise.train_steps, float(metrics["loss"]),
                float(metrics["accuracy"]))
   if sur_cfg.get("bn_recalibration"):
     idx = _recalibration_images(len(images), sur_cfg.bn_recalibration, mesh, key)
-    state = steps.recalibrate(state, sharding.shard_batch(mesh, images[idx]))
+    state = steps.recalibrate(state, sharding.shard_batch(mesh, _rows(images, idx)), zero,
+                              sharding.shard_batch(mesh, np.zeros(len(idx), np.int32)))
   return state
 
 
@@ -348,38 +429,54 @@ def _train_batches(n: int, batch: int, steps: int, key) -> np.ndarray:
   return np.concatenate(perms)[:needed].reshape(steps, batch)
 
 
-def _one_round(steps: _Steps, noise, sur_cfg, mesh, run: Run, images, labels, groups, key,
-               r: int, progress: bool) -> Run:
-  """Surrogate training, then a PGD round over all samples, then accuracy on x + δ."""
+def _one_round(steps: _Steps, noise, sur_cfg, mesh, layout, run: Run, images, labels, groups,
+               key, r: int, progress: bool) -> Run:
+  """Surrogate training, then a PGD round over all samples, then accuracy on x + δ.
+
+  δ stays on the devices: training gathers its minibatches' noise there.
+  """
   start = time.time()
-  ndev = mesh.devices.size
-  batch = sharding.round_up(sur_cfg.batch_size, ndev)
+  batch = sharding.round_up(sur_cfg.batch_size, mesh.devices.size)
   idx = _train_batches(len(images), batch, noise.train_steps, key)
-  per_sample = run.delta[groups[idx]] if groups is not None else run.delta[idx]
   put = lambda a: sharding.shard_batch(mesh, a, axis=1)
-  state, train_metrics = steps.train(run.state, put(images[idx]), put(labels[idx]), put(per_sample))
+  state, train_metrics = steps.train(run.state, put(_rows(images, idx)), put(labels[idx]),
+                                     run.delta, put(_noise_index(idx, groups)))
   if sur_cfg.get("bn_recalibration"):
     state = _recalibrate(steps, mesh, state, images, run, groups, sur_cfg.bn_recalibration, key)
   run = dataclasses.replace(run, state=state)
   eot_key = jax.random.fold_in(key, 0xE07) if noise.get("eot_samples", 0) else None
   pgd_pass(steps, noise, mesh, run, images, labels, groups, r, progress, eot_key)
   accuracy = surrogate_accuracy(steps, noise, mesh, run, images, labels, groups)
-  magnitude = np.abs(run.delta)  # the round's one full-size copy of the noise (bench_scale)
+  count = len(images) if groups is None else run.delta.shape[0] - 1
   record = {"round": r + 1, "accuracy": accuracy,
             "train_loss": float(train_metrics["loss"]),
             "train_accuracy": float(train_metrics["accuracy"]),
-            "frac_masked": float(run.union.mean()),
-            "frac_nonzero": float((magnitude > 0).any(-1).mean()),
-            "linf": float(magnitude.max()), "seconds": time.time() - start}
+            **resident.stats(run.delta, run.union, count), "seconds": time.time() - start}
   return dataclasses.replace(run, history=run.history + [record], next_round=r + 1)
+
+
+def _rows(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+  """float32 images of rows `idx` (the host keeps uint8 images as they are)."""
+  return as_float(images[idx])
+
+
+def _inside(images: np.ndarray, delta: np.ndarray) -> np.ndarray:
+  """Per-image δ with x + δ in [0, 1]."""
+  x = as_float(images)
+  return np.clip(x + delta, 0.0, 1.0) - x
+
+
+def _noise_index(idx: np.ndarray, groups) -> np.ndarray:
+  """Which row of the devices' δ each image of `idx` reads: its class, or itself."""
+  return (groups[idx] if groups is not None else idx).astype(np.int32)
 
 
 def _recalibrate(steps: _Steps, mesh, state, images, run: Run, groups, count: int, key):
   """Exact BatchNorm statistics on `count` random perturbed training images."""
   idx = _recalibration_images(len(images), count, mesh, key)
-  delta = run.delta[groups[idx]] if groups is not None else run.delta[idx]
-  inputs = np.clip(images[idx] + delta, 0.0, 1.0)
-  return steps.recalibrate(state, sharding.shard_batch(mesh, inputs))
+  put = lambda a: sharding.shard_batch(mesh, a)
+  return steps.recalibrate(state, put(_rows(images, idx)), run.delta,
+                           put(_noise_index(idx, groups)))
 
 
 def _recalibration_images(n: int, count: int, mesh, key) -> np.ndarray:
@@ -402,80 +499,82 @@ def _pgd_batch(noise, mesh, n: int) -> int:
   return sharding.round_up(-(-n // calls), ndev)
 
 
-def _batches(n: int, batch: int):
-  """Index arrays covering range(n) in fixed-size batches; the last wraps around."""
-  for start in range(0, n, batch):
-    idx = np.arange(start, start + batch) % n
-    yield idx, min(batch, n - start)
+def _batches(layout: resident.Layout, n: int):
+  """(b, rows of batch b wrapped into range(n), which rows are real) for every batch."""
+  for b in range(layout.calls):
+    rows = layout.rows(b)
+    yield b, rows % n, rows < n
 
 
 def pgd_pass(steps: _Steps, noise, mesh, run: Run, images, labels, groups, r, progress,
              key=None):
-  """Updates run.delta / run.union in place, one compiled PGD round per batch.
+  """Updates the device-resident run.delta / run.union, one compiled PGD round per batch.
 
-  `key`: the round's randomness for `eot_samples` (a batch folds in its start).
+  `key`: the round's randomness for `eot_samples` (a batch folds in its first row).
   """
   n = len(images)
-  batch = _pgd_batch(noise, mesh, n)
+  layout = layout_of(noise, mesh, n, groups is not None)
   bar = tqdm.tqdm(total=n, desc=f"round {r + 1}/{noise.max_rounds}", unit="img",
                   disable=terminal.bar_disable(progress and jax.process_index() == 0),
                   leave=False)
-  fixed = noise.mask_schedule == "fixed"
-  rep = lambda a: sharding.replicate(mesh, a)
-  if groups is not None:  # class-wise: δ stays on the devices for the pass, a spare group G
-    num = len(run.delta)  # takes the padded rows and is dropped
-    spare = lambda a: np.concatenate([a, np.zeros_like(a[:1])])
-    d, fixed_g = rep(spare(run.delta)), rep(spare(run.fixed_mask)) if fixed else None
-    union = None
-  for idx, valid in _batches(n, batch):
-    x, y = sharding.shard_batch(mesh, images[idx]), sharding.shard_batch(mesh, labels[idx])
-    k = None if key is None else rep(jax.random.fold_in(key, int(idx[0])))
+  fixed = run.fixed_mask if noise.mask_schedule == "fixed" else None
+  put = lambda a: sharding.shard_batch(mesh, a)
+  for b, idx, real in _batches(layout, n):
+    jax.block_until_ready(run.delta)  # one batch in flight: its inputs, not the whole pass
+    x, y = put(_rows(images, idx)), put(labels[idx])
+    k = None if key is None else sharding.replicate(
+        mesh, jax.random.fold_in(key, int(layout.rows(b)[0])))
     if groups is None:
-      d, m = steps.pgd_round(run.state, x, y, sharding.shard_batch(mesh, run.delta[idx]),
-                             sharding.shard_batch(mesh, run.fixed_mask[idx]) if fixed else None,
-                             None, k)
-      run.delta[idx[:valid]] = sharding.to_host(d)[:valid]
-      run.union[idx[:valid]] |= sharding.to_host(m)[:valid]
-    else:
-      g = np.where(np.arange(len(idx)) < valid, groups[idx], num).astype(np.int32)
-      d, m = steps.pgd_round(run.state, x, y, d, fixed_g, sharding.shard_batch(mesh, g), k)
-      union = m if union is None else steps.union(union, m)
-    bar.update(valid)
+      run.delta, run.union = steps.pgd_rows(run.state, x, y, run.delta, run.union, fixed, b, k,
+                                            mesh=mesh)
+    else:  # padded rows take the spare class, which is dropped
+      g = np.where(real, groups[idx], run.delta.shape[0] - 1).astype(np.int32)
+      run.delta, m = steps.pgd_round(run.state, x, y, run.delta, fixed, put(g), k)
+      run.union = steps.union(run.union, m)
+    bar.update(int(real.sum()))
   bar.close()
-  if groups is not None:  # back on the host once a pass: the surrogate trains on it
-    run.delta[:] = sharding.to_host(d)[:num]
-    run.union |= sharding.to_host(union)[:num]
 
 
 def surrogate_accuracy(steps: _Steps, noise, mesh, run: Run, images, labels, groups) -> float:
+  """The surrogate's accuracy on x + δ, summed on the devices (one scalar to the host)."""
   n = len(images)
-  batch = _pgd_batch(noise, mesh, n)
-  total = 0.0
-  for idx, valid in _batches(n, batch):
-    d = run.delta[groups[idx]] if groups is not None else run.delta[idx]
-    correct = steps.correct(run.state, *(sharding.shard_batch(mesh, a)
-                                         for a in (images[idx], labels[idx], d)))
-    total += float(sharding.to_host(correct)[:valid].sum())
-  return total / n
+  layout = layout_of(noise, mesh, n, groups is not None)
+  put = lambda a: sharding.shard_batch(mesh, a)
+  total = 0
+  for b, idx, real in _batches(layout, n):
+    jax.block_until_ready(total)  # one batch in flight, as in `pgd_pass`
+    index = None if groups is None else put(_noise_index(idx, groups))
+    total = total + steps.correct(run.state, put(_rows(images, idx)), put(labels[idx]),
+                                  run.delta, index, b, put(real), chunk=layout.chunk,
+                                  ndev=layout.ndev)
+  return float(total) / n
 
 
 def _clean_masks(steps: _Steps, noise, mesh, state, images, labels, groups, num) -> np.ndarray:
   """Top-k masks of the clean images' saliency (per sample, or summed per class)."""
   n = len(images)
-  batch = _pgd_batch(noise, mesh, n)
   sal = np.zeros(images.shape[:3], np.float32)
-  for idx, valid in _batches(n, batch):
-    s = steps.clean_saliency(state, sharding.shard_batch(mesh, images[idx]),
+  for _, idx, real in _batches(layout_of(noise, mesh, n, groups is not None), n):
+    s = steps.clean_saliency(state, sharding.shard_batch(mesh, _rows(images, idx)),
                              sharding.shard_batch(mesh, labels[idx]))
-    sal[idx[:valid]] = sharding.to_host(s)[:valid]
+    sal[idx[real]] = sharding.to_host(s)[real]
   if groups is not None:
     sal = np.stack([sal[groups == c].sum(0) for c in range(num)])
   return np.asarray(masks_lib.topk_mask(jnp.asarray(sal), float(noise.mask_ratio)))
 
 
 def per_sample(run: Run, images, groups) -> tuple[np.ndarray, np.ndarray]:
-  """Per-sample δ with x + δ in [0, 1] (class-wise noise expanded by label) and masks."""
+  """Per-sample δ with x + δ in [0, 1] (class-wise noise expanded by label) and masks.
+
+  Class-wise noise is expanded a chunk of images at a time, so that no float
+  copy of the whole dataset is made beside the result.
+  """
   if groups is None:
-    return run.delta.astype(np.float32), run.union.copy()
-  delta = np.clip(images + run.delta[groups], 0.0, 1.0) - images
-  return delta.astype(np.float32), run.union[groups]
+    return np.asarray(run.delta, np.float32), run.union.copy()
+  delta = np.empty(images.shape, np.float32)
+  chunk = protected.rows_per_chunk(images.shape)
+  for start in range(0, len(images), chunk):
+    part = slice(start, start + chunk)
+    x = as_float(images[part])
+    delta[part] = np.clip(x + run.delta[groups[part]], 0.0, 1.0) - x
+  return delta, run.union[groups]
