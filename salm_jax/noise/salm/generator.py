@@ -200,13 +200,12 @@ class _Steps:
       return saliency_lib.saliency_map(sur.logits_fn(state), images, labels, task=task)
 
     # Every program here is convolutions: compiled with the library's XLA:CPU options.
-    layout = dict(static_argnames=("chunk", "ndev"))
     self.train = xla_cpu.jit(train)
     self.recalibrate = xla_cpu.jit(recalibrate)
     self.pgd_round = xla_cpu.jit(pgd_round)
     self.pgd_rows = xla_cpu.jit(functools.partial(_pgd_rows, sur, epsilon, step_size, static),
                                 donate_argnums=(3, 4), static_argnames=("mesh",))
-    self.correct = xla_cpu.jit(correct, **layout)
+    self.correct = xla_cpu.jit(correct, static_argnames=("chunk", "ndev"))
     self.clean_saliency = xla_cpu.jit(clean_saliency)
     self.union = jax.jit(jnp.logical_or)
 
