@@ -1,6 +1,6 @@
 """One process of the 2-process test: runs the generator under jax.distributed.
 
-usage: multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_NPZ
+usage: multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_NPZ [MODE]
 """
 import os
 import sys
@@ -16,13 +16,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 def main():
   pid, nproc, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+  mode = sys.argv[5] if len(sys.argv) > 5 else "sample"
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
   from salm_jax.noise.salm import generator  # pylint: disable=g-import-not-at-top
   from salm_jax import tasks
   from tests.helpers import tiny  # pylint: disable=g-import-not-at-top
   images, labels = tiny.blobs()
-  result = generator.generate(tiny.config(stop_accuracy=1.01, max_rounds=2), images, labels,
+  result = generator.generate(tiny.config(stop_accuracy=1.01, max_rounds=2, mode=mode), images,
+                              labels,
                               task=tasks.BINARY, num_classes=2, progress=False)
   if jax.process_index() == 0:
     np.savez(out, delta=result.delta, masks=result.masks)
