@@ -60,8 +60,6 @@ VARIANTS: dict[str, tuple[str, dict] | None] = {
     "salm_index_ties": ("salm", _INDEX),                              # support in raster order
     "random_salm_index_ties": ("random_noise", {
         "noise.random.support_from": "{seed_dir:salm_index_ties}"}),
-    "salm_ar_index_ties": ("salm", {"noise.init": "ar", **_INDEX}),
-    "salm_lsp_index_ties": ("salm", {"noise.init": "lsp", **_INDEX}),
     "em": ("em", {}),
     "em_class": ("salm", {"noise.mask_ratio": 1.0}),                  # class-wise EM, 8/255
     "em_equal_psnr": ("em", {"noise.budget": "psnr", "noise.target_psnr": 35.6}),

@@ -82,10 +82,9 @@ METHODS = {
     "salm_lsp": ("SALM from an LSP start", "`--config.noise.init=lsp`"),
     "salm_index_ties": ("SALM, ±ε ties kept in raster order", "`--config.noise.support_ties=index`"),
     "random_salm_index_ties": ("random signs on its pixels", "control of the line above"),
-    "salm_ar_index_ties": ("the same, from an AR start", "`... --config.noise.init=ar`"),
-    "salm_lsp_index_ties": ("the same, from an LSP start", "`... --config.noise.init=lsp`"),
     "salm_eot": ("SALM over crops and flips", "`--config.noise.eot_samples=4`"),
-    "salm_ensemble": ("SALM, three-surrogate ensemble", "`--config.surrogate.ensemble=...`"),
+    "salm_ensemble": ("SALM, ensemble of three zoo architectures",
+                      "`--config.surrogate.ensemble=...`: small CNN, ResNet-18, VGG-16"),
     "lattice_onesided_35db_ssim95": ("lattice texture", "`configs/lattice.py`: 18/255, SSIM ≥ 0.95"),
     "lattice_major_35db_ssim95": ("lattice texture", "`configs/lattice.py`: 18/255, SSIM ≥ 0.95"),
     "random_lattice_busiest_ssim95": ("random signs on its pixels", "control of the line above"),
@@ -96,14 +95,14 @@ METHODS = {
 # The rows of each dataset's methods table, in order. The lattice rows named for the class
 # they leave bare are the files `configs/lattice.py` writes on that dataset.
 TABLES = {
-    "breastmnist": ["clean", "salm", "random_salm", "salm_sample", "salm_index_ties",
-                    "random_salm_index_ties", "salm_ar_index_ties", "salm_lsp_index_ties",
+    "breastmnist": ["clean", "salm", "random_salm", "salm_sample", "salm_eot", "salm_ensemble",
+                    "salm_ar", "salm_lsp", "salm_index_ties", "random_salm_index_ties",
                     "random", "salm_fixed", "random_fixed", "em", "em_equal_psnr", "ops",
                     "ops_equal_psnr", "ar", "lsp", "adversarial", "random_adversarial", "flat",
                     "lattice_onesided_35db_ssim95", "random_lattice_busiest_ssim95",
                     "lattice_onesided_35db", "lattice_onesided"],
     "pneumoniamnist": ["clean", "salm", "random_salm", "em", "em_equal_psnr", "ops",
-                       "ops_equal_psnr", "lattice_major_35db_ssim95",
+                       "ops_equal_psnr", "ar", "lsp", "lattice_major_35db_ssim95",
                        "random_lattice_busiest_ssim95", "lattice_major_35db"],
 }
 
