@@ -290,14 +290,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
       break
     run = _one_round(steps, noise, config.surrogate, mesh, layout, run, images, labels, groups,
                      jax.random.fold_in(key, r), r, progress)
-    record = run.history[-1]
-    logging.info("round %d/%d: surrogate accuracy on x+δ %.4f, train loss %.4f, "
-                 "pixels touched %.4f (%.1fs)", r + 1, noise.max_rounds, record["accuracy"],
-                 record["train_loss"], record["frac_masked"], record["seconds"])
-    if metrics_path and jax.process_index() == 0:
-      run_log.write_history(metrics_path, run.history)
-    if on_round:
-      on_round(record)
+    _report(noise, run.history, metrics_path, on_round)
     stopped = _should_stop(noise, run.history)
     if checkpoint_dir and noise.checkpoint_every and (
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
@@ -307,6 +300,18 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   return GeneratorResult(delta=delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state)
+
+
+def _report(noise, history: list[dict], metrics_path, on_round) -> None:
+  """A finished round's line in the log, the metrics file and the caller's callback."""
+  record = history[-1]
+  logging.info("round %d/%d: surrogate accuracy on x+δ %.4f, train loss %.4f, "
+               "pixels touched %.4f (%.1fs)", record["round"], noise.max_rounds,
+               record["accuracy"], record["train_loss"], record["frac_masked"], record["seconds"])
+  if metrics_path and jax.process_index() == 0:
+    run_log.write_history(metrics_path, history)
+  if on_round:
+    on_round(record)
 
 
 def as_float(images: np.ndarray) -> np.ndarray:
