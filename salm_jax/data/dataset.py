@@ -87,6 +87,11 @@ def as_float(images: np.ndarray) -> np.ndarray:
   return as_nhwc(images).astype(np.float32) / 255.0
 
 
+def rows_per_chunk(shape: tuple[int, ...], values: int = 1 << 22) -> int:
+  """Images per chunk of about `values` pixel values (4 Mi), for work done a chunk at a time."""
+  return max(1, values // max(1, int(np.prod(shape[1:]))))
+
+
 def as_uint8_like(x: np.ndarray, like: np.ndarray) -> np.ndarray:
   """float NHWC in [0, 1] -> uint8 in the layout of `like` ((N,H,W) stays 3-D)."""
   out = np.clip(np.rint(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)

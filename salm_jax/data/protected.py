@@ -32,7 +32,7 @@ from salm_jax.data import folder as folder_lib
 from salm_jax.data import info as info_lib
 from salm_jax.data import labels_csv
 from salm_jax.data import npz_io
-from salm_jax.data.dataset import SPLITS, Dataset, Split
+from salm_jax.data.dataset import SPLITS, Dataset, Split, rows_per_chunk
 from salm_jax.data.download import md5_file
 
 FORMAT = "salm_jax.protected/1"
@@ -79,10 +79,6 @@ def quantize(clean_uint8: np.ndarray, delta: np.ndarray, epsilon: float) -> np.n
     out[part] = np.clip(target, np.maximum(base - bound, 0), np.minimum(base + bound, 255))
   return out.reshape(clean.shape)
 
-
-def rows_per_chunk(shape: tuple[int, ...], values: int = 1 << 22) -> int:
-  """Images per chunk of about `values` pixel values (4 Mi), for work done a chunk at a time."""
-  return max(1, values // max(1, int(np.prod(shape[1:]))))
 
 
 def output_file_name(dataset: Dataset) -> str:

@@ -26,8 +26,7 @@ import numpy as np
 from flax import nnx
 
 from salm_jax import tasks
-from salm_jax.data.dataset import as_float
-from salm_jax.data.protected import rows_per_chunk
+from salm_jax.data.dataset import as_float, rows_per_chunk
 from salm_jax.evaluation import metrics
 
 

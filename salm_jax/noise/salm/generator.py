@@ -39,7 +39,7 @@ from salm_jax import sharding
 from salm_jax import tasks
 from salm_jax import terminal
 from salm_jax import xla_cpu
-from salm_jax.data import protected
+from salm_jax.data import dataset
 from salm_jax.noise.salm import masks as masks_lib
 from salm_jax.noise.salm import pgd
 from salm_jax.noise.salm import resident
@@ -285,18 +285,21 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   count = len(run.delta)
   run = to_devices(mesh, run, layout if groups is None else None)
   stopped = bool(run.history) and _should_stop(noise, run.history)
+  host = None  # the host copy of the current δ, once gathered
   for r in range(run.next_round, noise.max_rounds):
     if stopped:
       break
+    host = None
     run = _one_round(steps, noise, config.surrogate, mesh, layout, run, images, labels, groups,
                      jax.random.fold_in(key, r), r, progress)
     _report(noise, run.history, metrics_path, on_round)
     stopped = _should_stop(noise, run.history)
     if checkpoint_dir and noise.checkpoint_every and (
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
-      checkpointing.save(checkpoint_dir, r, surrogate_state=run.state,
-                         arrays=_arrays(to_host(run, count)), history=run.history)
-  delta, masks = per_sample(to_host(run, count), images, groups)
+      host = to_host(run, count)
+      checkpointing.save(checkpoint_dir, r, surrogate_state=run.state, arrays=_arrays(host),
+                         history=run.history)
+  delta, masks = per_sample(host if host is not None else to_host(run, count), images, groups)
   return GeneratorResult(delta=delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state)
@@ -316,7 +319,7 @@ def _report(noise, history: list[dict], metrics_path, on_round) -> None:
 
 def as_float(images: np.ndarray) -> np.ndarray:
   """float32 images in [0, 1]; uint8 images (the written form) are converted."""
-  return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+  return dataset.as_float(images) if images.dtype == np.uint8 else images
 
 
 def layout_of(noise, mesh, n: int, class_wise: bool) -> resident.Layout:
@@ -576,7 +579,7 @@ def per_sample(run: Run, images, groups) -> tuple[np.ndarray, np.ndarray]:
   if groups is None:
     return np.asarray(run.delta, np.float32), run.union.copy()
   delta = np.empty(images.shape, np.float32)
-  chunk = protected.rows_per_chunk(images.shape)
+  chunk = dataset.rows_per_chunk(images.shape)
   for start in range(0, len(images), chunk):
     part = slice(start, start + chunk)
     x = as_float(images[part])
