@@ -1,10 +1,13 @@
 """Peak host memory of a protect run per process, against N, image size and process count.
 
-Each point runs `launch.protect` on the built-in phantom with the tiny SALM
-config (`configs/salm.py:synthetic,tiny,size=<px>`, 2 rounds) in fresh
-processes under `/usr/bin/time`, whose maximum resident set size is the
-process's own peak. With P > 1 the P processes join one run through
-jax.distributed on localhost (the `SALM_*` variables of launch/distributed.py).
+Each point runs `launch.protect` with the tiny SALM config
+(`configs/salm.py:synthetic,tiny,size=<px>`, 2 rounds) in fresh processes
+under `/usr/bin/time`, whose maximum resident set size is the process's own
+peak. The data is the built-in phantom, or with `--source=npz` the phantom
+written once to a MedMNIST-layout npz that the run reads as a user's file
+(each process of a multi-process run then reads only its own rows). With
+P > 1 the P processes join one run through jax.distributed on localhost (the
+`SALM_*` variables of launch/distributed.py).
 
 Printed per point: each process's peak RSS, and the bytes per image pixel
 above the smallest N's peak (the run's fixed cost: Python, JAX, compiled
@@ -12,19 +15,22 @@ programs), which counts how many bytes of images, noise and outputs a run
 holds per pixel of data. `--repo` runs another checkout's code with the same
 driver (for a before/after comparison).
 
-  python -m benchmarks.bench_memory --counts=256,1024 --size=224 --processes=1,2 \\
-      --json_out=benchmarks/results/memory.json
+  python -m benchmarks.bench_memory --counts=1024,4096 --size=224 --processes=1,2,4 \\
+      --source=npz --json_out=benchmarks/results/memory.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 from benchmarks import child_process, machine
 
@@ -35,16 +41,32 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def protect_peak(repo: str, n: int, size: int, processes: int) -> dict:
-  """One protect run in `processes` fresh processes: their peak RSS (MiB) and wall time."""
+def write_npz(path: str, n: int, size: int) -> None:
+  """The tiny config's phantom with N training images, as a MedMNIST-layout npz."""
+  from salm_jax import data  # pylint: disable=g-import-not-at-top
+  from salm_jax.data import npz_io  # pylint: disable=g-import-not-at-top
+  phantom = data.make_phantom(size=size, n_train=n, n_val=32, n_test=32, lesion_contrast=60.0)
+  npz_io.write_npz(path, phantom.splits)
+
+
+def protect_peak(repo: str, n: int, size: int, processes: int, source: str, *,
+                 devices: int = 1, keep: str | None = None) -> dict:
+  """One protect run in `processes` fresh processes of `devices` CPU devices each: their peak
+  RSS (MiB) and wall time; `keep`: a folder to copy the protected files to."""
   port = str(_free_port())
-  with tempfile.TemporaryDirectory() as workdir:
+  with tempfile.TemporaryDirectory() as tmp:
+    workdir = os.path.join(tmp, "run")
+    data = [f"--config.dataset.phantom.n_train={n}"]
+    if source == "npz":
+      write_npz(os.path.join(tmp, "phantom.npz"), n, size)
+      data = [f"--config.dataset.name={os.path.join(tmp, 'phantom.npz')}"]
     cmd = ["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, "-m", "launch.protect",
-           f"--config=configs/salm.py:synthetic,tiny,size={size}",
-           f"--config.dataset.phantom.n_train={n}", "--config.tensorboard=False",
-           f"--workdir={workdir}", "--progress=false"]
+           f"--config=configs/salm.py:synthetic,tiny,size={size}", *data,
+           "--config.tensorboard=False", f"--workdir={workdir}", "--progress=false"]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(PYTHONPATH=repo, JAX_PLATFORMS="cpu")
+    if devices > 1:
+      env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     start = time.perf_counter()
     procs = []
     for i in range(processes):
@@ -55,11 +77,42 @@ def protect_peak(repo: str, n: int, size: int, processes: int) -> dict:
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = [p.communicate()[0] for p in procs]
     wall = time.perf_counter() - start
+    if keep and not any(p.returncode for p in procs):
+      shutil.copytree(os.path.join(workdir, "protected"), keep, dirs_exist_ok=True)
   if any(p.returncode for p in procs):
     raise RuntimeError("launch.protect failed:\n" + "\n".join(o[-3000:] for o in outputs))
   peaks = [int(o.rsplit("MAXRSS", 1)[1].split()[0]) / 1024 for o in outputs]
-  return {"n": n, "size": size, "processes": processes, "wall_s": round(wall, 1),
+  return {"n": n, "size": size, "processes": processes, "devices_per_process": devices,
+          "source": source,
+          "wall_s": round(wall, 1),
           "peak_rss_mib": [round(p, 1) for p in peaks]}
+
+
+def differences(a: str, b: str) -> dict:
+  """How many values of the protected npz and noise.npz differ between two output folders,
+  and by how much at most."""
+  out = {"values": 0, "differ": 0, "max_abs": 0}
+  for name in sorted(os.listdir(a)):
+    if not name.endswith(".npz"):
+      continue
+    with np.load(os.path.join(a, name)) as x, np.load(os.path.join(b, name)) as y:
+      for k in x.files:
+        d = np.abs(x[k].astype(np.int64) - y[k].astype(np.int64))
+        out["values"] += d.size
+        out["differ"] += int((d > 0).sum())
+        out["max_abs"] = max(out["max_abs"], int(d.max(initial=0)))
+  return out
+
+
+def compare(repo: str, n: int, size: int, processes: int, source: str) -> dict:
+  """P processes of one device against one process of P devices: the same mesh size, so the
+  files should be the same bit for bit."""
+  with tempfile.TemporaryDirectory() as tmp:
+    many, one = os.path.join(tmp, "many"), os.path.join(tmp, "one")
+    protect_peak(repo, n, size, processes, source, keep=many)
+    protect_peak(repo, n, size, 1, source, devices=processes, keep=one)
+    return {"n": n, "size": size, "processes": processes, "against": f"1 process, {processes} "
+            "devices", **differences(many, one)}
 
 
 def main() -> None:
@@ -67,23 +120,34 @@ def main() -> None:
   parser.add_argument("--counts", default="256,1024", help="training images N")
   parser.add_argument("--size", type=int, default=224, help="image side in pixels")
   parser.add_argument("--processes", default="1,2", help="process counts P")
+  parser.add_argument("--source", default="phantom", choices=("phantom", "npz"),
+                      help="the built-in phantom, or the phantom read from an npz")
   parser.add_argument("--repo", default=child_process.REPO_ROOT, help="checkout to measure")
+  parser.add_argument("--compare", type=int, default=0,
+                      help="also compare the files of this many processes with one process "
+                      "of as many devices, at the largest N")
   parser.add_argument("--json_out", default=None)
   args = parser.parse_args()
   counts = [int(c) for c in args.counts.split(",")]
   rows = []
   for p in (int(x) for x in args.processes.split(",")):
     for n in counts:
-      row = protect_peak(os.path.abspath(args.repo), n, args.size, p)
+      row = protect_peak(os.path.abspath(args.repo), n, args.size, p, args.source)
       if n != counts[0]:  # bytes per image pixel above the smallest N's peak
         base = next(r for r in rows if r["processes"] == p and r["n"] == counts[0])
         extra = (max(row["peak_rss_mib"]) - max(base["peak_rss_mib"])) * 2**20
         row["bytes_per_pixel"] = round(extra / ((n - counts[0]) * args.size ** 2), 2)
       rows.append(row)
       print(json.dumps(row), flush=True)
+  equality = None
+  if args.compare:
+    equality = compare(os.path.abspath(args.repo), counts[-1], args.size, args.compare,
+                       args.source)
+    print(json.dumps(equality), flush=True)
   if args.json_out:
     with open(args.json_out, "w", encoding="utf-8") as f:
-      json.dump({"machine": machine.describe(), "repo": args.repo, "rows": rows}, f, indent=1)
+      json.dump({"machine": machine.describe(), "repo": args.repo, "rows": rows,
+                 "equality": equality}, f, indent=1)
 
 
 if __name__ == "__main__":

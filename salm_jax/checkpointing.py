@@ -19,11 +19,9 @@ import re
 import shutil
 
 import jax
-import numpy as np
 from absl import logging
 from orbax.checkpoint.experimental import v1 as ocp
 
-from salm_jax import sharding
 
 _NAME = re.compile(r"^round_(\d{6})$")
 
@@ -46,52 +44,79 @@ def latest_round(directory: str) -> int | None:
   return found[-1][0] if found else None
 
 
-def save(directory: str, round_index: int, *, surrogate_state, arrays: dict[str, np.ndarray],
-         history: list[dict], keep: int = 2) -> str:
-  """Writes checkpoint `round_index` and keeps only the newest `keep`."""
-  leaves = jax.tree.leaves(surrogate_state)
+def save(directory: str, round_index: int, *, surrogate_state, arrays: dict[str, jax.Array],
+         history: list[dict], layout: str = "", keep: int = 2) -> str:
+  """Writes checkpoint `round_index` and keeps only the newest `keep`.
+
+  `arrays` are device arrays: Orbax writes each process's own shards, so no
+  process gathers another's rows. `layout` names how their rows are laid out
+  (resident.py); a resume refuses a checkpoint of another layout.
+  """
   tree = {
-      "surrogate": {f"{i:05d}": sharding.to_host(leaf) for i, leaf in enumerate(leaves)},
-      "arrays": {k: np.asarray(v) for k, v in arrays.items()},
+      "surrogate": {f"{i:05d}": leaf for i, leaf in enumerate(jax.tree.leaves(surrogate_state))},
+      "arrays": dict(arrays),
       "round": int(round_index),
       "history": json.dumps(history),
+      "layout": layout,
   }
   directory = os.path.abspath(directory)  # Orbax needs absolute paths
   path = os.path.join(directory, f"round_{round_index:06d}")
-  if os.path.exists(path):
+  if jax.process_index() == 0 and os.path.exists(path):
     shutil.rmtree(path)
   os.makedirs(directory, exist_ok=True)
   with _quiet():
     ocp.save(path, tree)
-  for _, old in _round_dirs(directory)[:-keep]:
-    shutil.rmtree(old, ignore_errors=True)
+  if jax.process_index() == 0:
+    for _, old in _round_dirs(directory)[:-keep]:
+      shutil.rmtree(old, ignore_errors=True)
   return path
 
 
-def restore(directory: str, round_index: int, *, surrogate_template):
-  """(surrogate_state, arrays, history) of checkpoint `round_index`.
+def restore(directory: str, round_index: int, *, surrogate_template, arrays_template,
+            layout: str = ""):
+  """(surrogate_state, arrays, history) of checkpoint `round_index`, onto the devices and
+  shardings of the templates.
 
-  `surrogate_template` is a freshly built surrogate state of the same config;
-  its tree structure receives the saved leaves.
+  `surrogate_template` is a freshly built (replicated) surrogate state of the
+  same config; `arrays_template` the fresh run's device arrays. A checkpoint
+  whose shapes or row layout differ is refused with the reason.
   """
   path = os.path.join(os.path.abspath(directory), f"round_{round_index:06d}")
   with _quiet():
-    tree = ocp.load(path)
+    saved = ocp.metadata(path).metadata
   leaves, treedef = jax.tree.flatten(surrogate_template)
-  saved = [tree["surrogate"][k] for k in sorted(tree["surrogate"])]
-  if len(saved) != len(leaves):
-    raise ValueError(f"Checkpoint {path} holds {len(saved)} surrogate arrays but the "
+  _check(path, saved, leaves, arrays_template)
+  abstract = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
+  target = {"surrogate": {f"{i:05d}": abstract(leaf) for i, leaf in enumerate(leaves)},
+            "arrays": {k: abstract(v) for k, v in arrays_template.items()},
+            "round": 0, "history": "", "layout": ""}
+  with _quiet():
+    tree = ocp.load(path, target)
+  if layout and tree["layout"] != layout:
+    raise ValueError(f"Checkpoint {path} lays its rows out as {tree['layout']}, this run as "
+                     f"{layout}: resume on the same number of devices and processes with "
+                     "the same pgd_batch_size, or start a new workdir.")
+  state = jax.tree.unflatten(treedef, [tree["surrogate"][f"{i:05d}"]
+                                       for i in range(len(leaves))])
+  return state, tree["arrays"], json.loads(tree["history"])
+
+
+def _check(path, saved, leaves, arrays_template) -> None:
+  """Refuses a checkpoint written by another config or for other data."""
+  names = sorted(saved["surrogate"])
+  if len(names) != len(leaves):
+    raise ValueError(f"Checkpoint {path} holds {len(names)} surrogate arrays but the "
                      f"config's surrogate has {len(leaves)}: was the config changed?")
-  restored = []
-  for i, (s, t) in enumerate(zip(saved, leaves)):
-    s, t = np.asarray(s), np.asarray(t)
-    if s.shape != t.shape:
-      raise ValueError(f"Checkpoint {path}: surrogate array {i} has shape {s.shape}, the "
-                       f"config's surrogate expects {t.shape}: was the config changed?")
-    restored.append(s.astype(t.dtype))
-  state = jax.tree.unflatten(treedef, restored)
-  arrays = {k: np.asarray(v) for k, v in tree["arrays"].items()}
-  return state, arrays, json.loads(tree["history"])
+  for i, (name, leaf) in enumerate(zip(names, leaves)):
+    if tuple(saved["surrogate"][name].shape) != tuple(leaf.shape):
+      raise ValueError(f"Checkpoint {path}: surrogate array {i} has shape "
+                       f"{tuple(saved['surrogate'][name].shape)}, the config's surrogate "
+                       f"expects {tuple(leaf.shape)}: was the config changed?")
+  for k, v in arrays_template.items():
+    if tuple(saved["arrays"][k].shape) != tuple(v.shape):
+      raise ValueError(f"Checkpoint {path}: {k} has shape {tuple(saved['arrays'][k].shape)}, "
+                       f"this run needs {tuple(v.shape)}: resume with the same data, devices "
+                       "and pgd_batch_size, or start a new workdir.")
 
 
 @contextlib.contextmanager

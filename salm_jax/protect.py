@@ -10,6 +10,7 @@ written, measured and bounded the same way, each under its own L∞ bound.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -19,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from salm_jax import atomic
+from salm_jax import protect_multihost
 from salm_jax import data as data_lib
 from salm_jax import run_log
 from salm_jax import terminal
@@ -44,10 +46,14 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
                  outputs=(wd.PROTECTED, wd.CHECKPOINTS, wd.METRICS, wd.PREVIEW, wd.TENSORBOARD),
                  overwrite=overwrite, resumable=(wd.CHECKPOINTS,))
   config = resolved  # the saved config.json keeps the user's own fields
-  dataset = data_lib.load_from_config(config.dataset)
+  multihost = jax.process_count() > 1  # each process reads only its own rows of an npz
+  dataset = data_lib.load_from_config(config.dataset, lazy=multihost)
   splits = _check_splits(config.noise.splits, dataset)
-  # uint8, as written: SALM converts each batch on its way to the devices (methods.py)
-  images = np.concatenate([data_lib.as_nhwc(dataset.splits[s].images) for s in splits])
+  if multihost:
+    protect_multihost.check(config, dataset)
+    images = data_lib.as_nhwc(dataset.splits[splits[0]].images)
+  else:  # uint8, as written: SALM converts each batch on the devices (methods.py)
+    images = np.concatenate([data_lib.as_nhwc(dataset.splits[s].images) for s in splits])
   labels = np.concatenate([dataset.splits[s].labels for s in splits])
   epsilon = methods.linf_bound(config)
   logging.info("Protecting %s (%s, %d images of %dpx, splits %s) with %s, mask ratio %s, "
@@ -65,18 +71,33 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   finally:
     bar.close()
   seconds = time.time() - start
-  if jax.process_index() != 0:
-    return {}
-  protected, masks = _split_back(dataset, splits, result, epsilon)
-  stats = {s: utility.image_stats(dataset.splits[s].images, protected[s]) for s in splits}
   extra = {"rounds": result.rounds, "stopped_early": result.stopped_early,
            "final_surrogate_accuracy": result.history[-1]["accuracy"] if result.history
                                        else None,
            "generator_seconds": seconds, **methods.manifest_fields(config, result)}
+  if multihost:
+    return _write_multihost(workdir, dataset, result, epsilon, config, extra)
+  protected, masks = _split_back(dataset, splits, result, epsilon)
+  stats = {s: utility.image_stats(dataset.splits[s].images, protected[s]) for s in splits}
   manifest = data_lib.write_protected(
       wd.path(workdir, wd.PROTECTED), dataset, protected, masks, config=wd.config_dict(config),
       split_stats=stats, extra=extra, overwrite=True)
   _write_preview(workdir, dataset, splits[0], protected[splits[0]], masks[splits[0]], result,
+                 config)
+  return manifest
+
+
+def _write_multihost(workdir, dataset, result, epsilon, config, extra) -> dict:
+  """Every process hands in its rows; process 0 writes the files (protect_multihost.py)."""
+  manifest, first = protect_multihost.write(wd.path(workdir, wd.PROTECTED), dataset, result,
+                                            epsilon, config=wd.config_dict(config), extra=extra)
+  if manifest is None:
+    return {}
+  split = protect_multihost.SPLIT
+  clean = dataset.splits[split].images[:PREVIEW_COUNT]
+  local = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), result.surrogate_state)
+  result = dataclasses.replace(result, surrogate_state=local)  # the preview runs here alone
+  _write_preview(workdir, dataset, split, first[1].reshape(clean.shape), first[2], result,
                  config)
   return manifest
 

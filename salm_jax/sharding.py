@@ -1,12 +1,12 @@
 """Placing batches on a device mesh, on one host or many.
 
 The generator shards every batch over one 'data' mesh axis and replicates the
-surrogate. Every process keeps the whole dataset in host memory (uint8);
-`shard_batch` hands each device only its slice, built with
-`jax.make_array_from_callback`, which works the same under one process and
-under `jax.distributed` (TPU pods, GPU clusters). The noise stays on the
-devices during a run (`noise/salm/resident.py`); `to_host` gathers it to
-every process at checkpoints and at the end.
+surrogate. The images and the noise are put on the devices by rows once, each
+process its own (`noise/salm/resident.py`); `shard_batch` hands each device
+its slice of a host array that every process holds (a minibatch's labels),
+built with `jax.make_array_from_callback`, which works the same under one
+process and under `jax.distributed` (TPU pods, GPU clusters). `to_host`
+gathers a small array (a batch's saliency) to every process.
 """
 from __future__ import annotations
 

@@ -149,3 +149,27 @@ def test_initialize_kwargs_manual_coordinator():
   kw = distributed.initialize_kwargs({"SALM_COORDINATOR_ADDRESS": "10.0.0.1:1234",
                                       "SALM_NUM_PROCESSES": "4", "SALM_PROCESS_ID": "3"})
   assert kw == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
+
+
+class _Device:
+  def __init__(self, process_index):
+    self.process_index = process_index
+
+
+@pytest.mark.parametrize("hosts,per_host,n,batch", [
+    (4, 4, 165_466, 512),   # TissueMNIST-224 on a TPU v4-32 slice (tpu_pod.sh): 4 hosts x 4 chips
+    (4, 8, 78_468, 512),    # ChestMNIST-224 on 4 SLURM nodes x 8 GPUs (slurm_gpu.sh)
+    (1, 8, 78_468, 512),    # one 8-GPU node
+])
+def test_each_process_of_a_cluster_run_owns_a_quarter_of_the_rows(hosts, per_host, n, batch):
+  """Dry run of the rows a multi-host run's processes read: they partition the data, each
+  about N/P, so no host loads or keeps another's images or noise."""
+  from salm_jax.noise.salm import resident
+  import numpy as np
+  ndev = hosts * per_host
+  layout = resident.Layout(n, -(-batch // ndev) * ndev, ndev)
+  mesh = type("Mesh", (), {"devices": np.array([_Device(d // per_host) for d in range(ndev)])})
+  owned = [layout.owned(mesh, p) for p in range(hosts)]
+  assert np.array_equal(np.sort(np.concatenate(owned)), np.arange(n))
+  for rows in owned:
+    assert len(rows) <= -(-n // hosts) + layout.chunk * per_host

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from salm_jax import checkpointing, sharding, tasks
-from salm_jax.noise.salm import generator, masks, resident, surrogate
+from salm_jax.noise.salm import generator, masks, resident, rounds, surrogate
 from tests.helpers import tiny
 
 
@@ -229,17 +229,19 @@ def test_a_transferable_start_is_the_pattern_on_its_top_k_pixels_at_epsilon(data
 
 @pytest.mark.parametrize("mode", ["class", "sample"])
 def test_noise_stays_on_the_devices_from_round_to_round(data, monkeypatch, mode):
-  """δ and its masks reach the host only at the end: no transfer per batch or per round."""
+  """δ and its masks reach the host only at the end, each process its own rows: no transfer
+  per batch or per round, and no gather."""
   images, labels = data
   cfg = tiny.config(mode=mode, max_rounds=3, stop_accuracy=1.01, pgd_batch_size=16)
-  calls = []
-  real = sharding.to_host
-  monkeypatch.setattr(sharding, "to_host", lambda a: calls.append(a.shape) or real(a))
+  gathered, local = [], []
+  real_host, real_local = sharding.to_host, resident.local
+  monkeypatch.setattr(sharding, "to_host", lambda a: gathered.append(a.shape) or real_host(a))
+  monkeypatch.setattr(resident, "local", lambda a, l: local.append(a.shape) or real_local(a, l))
   generator.generate(cfg, images, labels, task=tasks.BINARY, num_classes=2, progress=False,
                      mesh=sharding.data_mesh(jax.devices()[:2]))
   assert len(images) // 16 >= 4  # four batches a round, three rounds
-  noise_like = [c[1:] for c in calls if c[1:3] == images.shape[1:3]]  # not the surrogate's
-  assert noise_like == [images.shape[1:], images.shape[1:3], images.shape[1:3]]
+  assert not [c for c in gathered if c[1:3] == images.shape[1:3]]  # not the surrogate's
+  assert [c[1:] for c in local] == [images.shape[1:], images.shape[1:3]]
 
 
 def test_uint8_images_give_the_noise_of_their_float_form(data):
@@ -262,12 +264,42 @@ def test_a_per_image_pgd_batch_moves_no_noise_between_devices(data):
   steps = generator.compiled_steps(sur, cfg.noise)
   mesh = sharding.data_mesh(jax.devices()[:8])
   layout = generator.layout_of(cfg.noise, mesh, len(images), class_wise=False)
-  delta = resident.to_devices(mesh, np.zeros(images.shape, np.float32), layout)
-  union = resident.to_devices(mesh, np.zeros(images.shape[:3], bool), layout)
-  rows = layout.rows(1) % len(images)
-  put = lambda a: sharding.shard_batch(mesh, a)
-  hlo = steps.pgd_rows.lower(sharding.replicate(mesh, state), put(images[rows]),
-                             put(labels[rows]), delta, union, None, 1, None,
-                             mesh=mesh).compile().as_text()
+  table = rounds.load_table(mesh, layout, images, labels, None)
+  run = generator.fresh(cfg.noise, table, sharding.replicate(mesh, state), jax.random.key(0), 2)
+  hlo = steps.pgd_rows.lower(run.state, table.images, table.labels, run.delta, run.union, None,
+                             1, None, mesh=mesh, chunk=layout.chunk).compile().as_text()
   for collective in ("all-gather", "all-to-all", "collective-permute", "all-reduce"):
     assert collective not in hlo, collective
+
+
+def test_layout_keeps_batches_consecutive_and_each_process_owns_its_devices_rows():
+  """Batch b is rows [bB, (b+1)B) on any mesh; the processes' rows partition range(n)."""
+  layout = resident.Layout(n=50, batch=16, ndev=4)
+  every = np.concatenate([layout.device_rows(d) for d in range(4)])
+  assert sorted(every) == list(range(layout.padded))
+  for b in range(layout.calls):
+    blocks = np.stack([layout.device_rows(d) for d in range(4)])
+    got = resident.take(jax.numpy.asarray(blocks.reshape(-1)), b, layout.chunk, 4)
+    np.testing.assert_array_equal(got, np.arange(b * 16, (b + 1) * 16))
+  np.testing.assert_array_equal(layout.positions(every), np.arange(layout.padded))
+
+  class Dev:  # two processes with two devices each
+    def __init__(self, p):
+      self.process_index = p
+  mesh = type("M", (), {"devices": np.array([Dev(0), Dev(0), Dev(1), Dev(1)])})
+  own = [layout.owned(mesh, p) for p in (0, 1)]
+  assert sorted(np.concatenate(own)) == list(range(50))
+  assert abs(len(own[0]) - len(own[1])) <= layout.chunk * 2
+
+
+def test_resume_on_another_mesh_is_refused_with_the_reason(data, tmp_path):
+  """A checkpoint's rows are laid out for its mesh: another device count is refused."""
+  images, labels = data
+  cfg = tiny.config(max_rounds=1, stop_accuracy=1.01, pgd_batch_size=16)
+  generator.generate(cfg, images, labels, task=tasks.BINARY, num_classes=2, progress=False,
+                     checkpoint_dir=str(tmp_path), mesh=sharding.data_mesh(jax.devices()[:2]))
+  cfg.noise.max_rounds = 2
+  with pytest.raises(ValueError, match="same number of devices"):
+    generator.generate(cfg, images, labels, task=tasks.BINARY, num_classes=2, progress=False,
+                       checkpoint_dir=str(tmp_path),
+                       mesh=sharding.data_mesh(jax.devices()[:4]))

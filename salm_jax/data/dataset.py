@@ -77,7 +77,10 @@ class Dataset:
 
 
 def as_nhwc(images: np.ndarray) -> np.ndarray:
-  """(N,H,W[,C]) -> NHWC, a view (gray images get their channel axis)."""
+  """(N,H,W[,C]) -> NHWC, a view (gray images get their channel axis); an image file read by
+  rows (`npz_stream.NpzRows`) stays in its file."""
+  if hasattr(images, "nhwc"):
+    return images.nhwc()
   x = np.asarray(images)
   return x[..., None] if x.ndim == 3 else x
 

@@ -52,14 +52,15 @@ def default_config() -> ml_collections.ConfigDict:
   })
 
 
-def load_from_config(cfg: ml_collections.ConfigDict) -> Dataset:
+def load_from_config(cfg: ml_collections.ConfigDict, *, lazy: bool = False) -> Dataset:
+  """The config's dataset; `lazy`: an npz's images stay in the file, read by rows."""
   return load_dataset(cfg.name, size=cfg.size, data_dir=cfg.data_dir, download=cfg.download,
-                      phantom=cfg.get("phantom"))
+                      phantom=cfg.get("phantom"), lazy=lazy)
 
 
 def load_dataset(name: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR,
                  download: bool = True, phantom: Any = None, task: str | None = None,
-                 num_classes: int | None = None) -> Dataset:
+                 num_classes: int | None = None, lazy: bool = False) -> Dataset:
   """Loads a MedMNIST flag, 'phantom', a custom `.npz` path or a folder, fully checked.
 
   Args:
@@ -70,6 +71,7 @@ def load_dataset(name: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR,
     download: fetch a missing MedMNIST file from its official URL.
     phantom: phantom options (dict or ConfigDict), over `default_phantom_config()`.
     task, num_classes: override the task inferred for a custom npz or folder.
+    lazy: an npz's image arrays stay in the file (`npz_stream.NpzRows`), read by rows.
 
   Raises:
     ValueError: unknown name or size, or a file that fails a check.
@@ -80,17 +82,17 @@ def load_dataset(name: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR,
     opts.update(phantom.to_dict() if hasattr(phantom, "to_dict") else dict(phantom or {}))
     return phantom_lib.make_phantom(size=size, **opts)
   if name.endswith(".npz"):
-    return load_custom(name, task=task, num_classes=num_classes)
+    return load_custom(name, task=task, num_classes=num_classes, lazy=lazy)
   if name not in info_lib.INFO and folder_lib.is_folder(name):  # a flag wins over a folder
     return folder_lib.load_folder(name, task=task, num_classes=num_classes)
   if os.sep in name or name.startswith("."):
     raise ValueError(f"{name}: no such folder (a dataset path must be an existing folder with "
                      "a labels.csv, or a file ending in .npz).")
-  return load_medmnist(name, size=size, data_dir=data_dir, download=download)
+  return load_medmnist(name, size=size, data_dir=data_dir, download=download, lazy=lazy)
 
 
 def load_medmnist(flag: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR,
-                  download: bool = True) -> Dataset:
+                  download: bool = True, lazy: bool = False) -> Dataset:
   """A MedMNIST 2D dataset from `data_dir`, downloaded first if missing and allowed."""
   meta = info_lib.info_for(flag)
   path = os.path.join(os.path.expanduser(data_dir), info_lib.file_name(flag, size))
@@ -104,7 +106,7 @@ def load_medmnist(flag: str, *, size: int = 28, data_dir: str = DEFAULT_DATA_DIR
   if got_md5 != want_md5:
     warnings.warn(f"{path}: MD5 {got_md5} differs from MedMNIST v3's {want_md5}; "
                   "it may be an older MedMNIST release or a modified file.", stacklevel=2)
-  splits = npz_io.read_npz(path)
+  splits = npz_io.read_npz(path, lazy=lazy)
   task, n = meta["task"], info_lib.num_classes(flag)
   npz_io.check_labels(path, splits, task, n)
   _check_medmnist_shape(path, splits, meta, size)
@@ -121,14 +123,14 @@ def _check_medmnist_shape(path, splits, meta, size) -> None:
 
 
 def load_custom(path: str, *, task: str | None = None,
-                num_classes: int | None = None) -> Dataset:
+                num_classes: int | None = None, lazy: bool = False) -> Dataset:
   """A user's npz in MedMNIST's layout; task and classes inferred unless given.
 
   Flat (N,) labels are read as (N, 1) and remembered in `Dataset.layout`, so
   the protected copy is written flat too.
   """
   path = os.path.expanduser(path)
-  splits, flat = npz_io.read_npz_layout(path)
+  splits, flat = npz_io.read_npz_layout(path, lazy=lazy)
   inferred_task, inferred_n = npz_io.infer_task(splits)
   task = tasks.check_task(task) if task is not None else inferred_task
   if flat and tasks.is_multilabel(task):

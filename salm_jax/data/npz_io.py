@@ -21,20 +21,24 @@ import numpy as np
 
 from salm_jax import atomic
 from salm_jax import tasks
+from salm_jax.data import npz_stream
 from salm_jax.data.dataset import SPLITS, Split
 
 KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
 
 
-def read_npz(path: str) -> dict[str, Split]:
-  """Loads and checks the layout of a MedMNIST npz (not yet the label range)."""
-  return read_npz_layout(path)[0]
+def read_npz(path: str, *, lazy: bool = False) -> dict[str, Split]:
+  """Loads and checks the layout of a MedMNIST npz (not yet the label range).
+
+  `lazy`: the image arrays stay in the file (`npz_stream.NpzRows`), read by rows on demand.
+  """
+  return read_npz_layout(path, lazy=lazy)[0]
 
 
-def read_npz_layout(path: str) -> tuple[dict[str, Split], bool]:
+def read_npz_layout(path: str, *, lazy: bool = False) -> tuple[dict[str, Split], bool]:
   """(splits with (N, L) labels, whether the file stores its labels flat as (N,))."""
   path = os.path.expanduser(path)
-  arrays = _load_arrays(path)
+  arrays = _load_arrays(path, lazy)
   splits = {s: Split(images=arrays[f"{s}_images"], labels=arrays[f"{s}_labels"])
             for s in SPLITS}
   for s, split in splits.items():
@@ -66,7 +70,7 @@ def _flat_label_splits(path: str, splits: Mapping[str, Split]) -> bool:
   return ndims["train"] == 1
 
 
-def _load_arrays(path: str) -> dict[str, np.ndarray]:
+def _load_arrays(path: str, lazy: bool = False) -> dict[str, np.ndarray]:
   if not os.path.exists(path):
     raise ValueError(f"{path}: file not found.")
   try:
@@ -78,7 +82,8 @@ def _load_arrays(path: str) -> dict[str, np.ndarray]:
       if missing:
         raise ValueError(f"missing keys {missing}; a MedMNIST file has {list(KEYS)} "
                          f"(found {sorted(z.files)})")
-      return {k: z[k] for k in KEYS}
+      return {k: npz_stream.NpzRows(path, k) if lazy and k.endswith("_images") else z[k]
+              for k in KEYS}
   except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
     raise ValueError(f"{path}: cannot read as a MedMNIST npz: {e}") from e
 

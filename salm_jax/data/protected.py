@@ -105,17 +105,33 @@ def write_protected(out_dir: str, dataset: Dataset,
     if not overwrite:
       raise FileExistsError(f"{manifest_path} exists; pass overwrite=True to replace it.")
     os.remove(manifest_path)  # Until the new manifest lands, the folder is incomplete.
-  config = _plain(config)
-  fields = {k: _find_key(config, k) for k in _MANIFEST_KEYS}
-  fields.update({k: v for k, v in _plain(extra or {}).items() if k in _MANIFEST_KEYS})
+  config, fields = manifest_fields(config, extra)
   noise = _check_and_diff(dataset, protected_images, masks, fields["epsilon"])
   data = _write_data(out_dir, dataset, protected_images)
   atomic.save_npz(os.path.join(out_dir, NOISE_FILE), compressed=True,
                   **_noise_arrays(noise, masks))
-  manifest = _manifest(out_dir, dataset, data, sorted(protected_images), config, fields,
-                       split_stats, extra)
+  manifest = build_manifest(out_dir, dataset, data, sorted(protected_images), config, fields,
+                            split_stats, extra)
   atomic.write_json(manifest_path, manifest)
   return manifest
+
+
+def manifest_fields(config: Mapping[str, Any], extra) -> tuple[dict, dict]:
+  """(the config as plain data, the manifest's epsilon, mask_ratio, seed and surrogate)."""
+  config = _plain(config)
+  fields = {k: _find_key(config, k) for k in _MANIFEST_KEYS}
+  fields.update({k: v for k, v in _plain(extra or {}).items() if k in _MANIFEST_KEYS})
+  return config, fields
+
+
+def npz_data_entry(out_dir: str, dataset: Dataset, name: str) -> dict:
+  """The manifest's record of a written npz: {'name', 'md5', 'kind', 'layout'}."""
+  flat = npz_io.has_flat_labels(dataset.layout)
+  layout = {"format": "npz", "label_shape": "(N,)" if flat else "(N, L)"}
+  if flat:
+    layout["note"] = "labels written flat as (N,), as the input file stored them"
+  return {"name": name, "md5": md5_file(os.path.join(out_dir, name)), "kind": "npz",
+          "layout": layout}
 
 
 def _write_data(out_dir, dataset, protected_images) -> dict:
@@ -126,13 +142,9 @@ def _write_data(out_dir, dataset, protected_images) -> dict:
   splits = {s: Split(images=protected_images.get(s, dataset.splits[s].images),
                      labels=dataset.splits[s].labels) for s in SPLITS}
   name = output_file_name(dataset)
-  flat = npz_io.has_flat_labels(dataset.layout)
-  npz_io.write_npz(os.path.join(out_dir, name), splits, flat_labels=flat)
-  layout = {"format": "npz", "label_shape": "(N,)" if flat else "(N, L)"}
-  if flat:
-    layout["note"] = "labels written flat as (N,), as the input file stored them"
-  return {"name": name, "md5": md5_file(os.path.join(out_dir, name)), "kind": "npz",
-          "layout": layout}
+  npz_io.write_npz(os.path.join(out_dir, name), splits,
+                   flat_labels=npz_io.has_flat_labels(dataset.layout))
+  return npz_data_entry(out_dir, dataset, name)
 
 
 def _check_and_diff(dataset, protected_images, masks, epsilon) -> dict[str, np.ndarray]:
@@ -173,7 +185,9 @@ def _noise_arrays(noise, masks) -> dict[str, np.ndarray]:
   return arrays
 
 
-def _manifest(out_dir, dataset, data, perturbed, config, fields, split_stats, extra) -> dict:
+def build_manifest(out_dir, dataset, data, perturbed, config, fields, split_stats,
+                   extra) -> dict:
+  """manifest.json's content for files already written in `out_dir`."""
   files = {"data": {k: data[k] for k in ("name", "md5", "kind")},
            "noise": {"name": NOISE_FILE, "md5": md5_file(os.path.join(out_dir, NOISE_FILE))}}
   manifest = {

@@ -82,7 +82,11 @@ def image_stats(clean_uint8: np.ndarray, protected_uint8: np.ndarray) -> dict:
   over the changed images (what a changed image looks like, as PSNR is), and
   the lowest single image (a floor such as 'SSIM ≥ 0.95' is about every image).
   """
-  per = per_image_stats(clean_uint8, protected_uint8)
+  return summarize(per_image_stats(clean_uint8, protected_uint8))
+
+
+def summarize(per: dict[str, np.ndarray]) -> dict:
+  """`image_stats`'s figures from `per_image_stats` (of one array, or of chunks joined)."""
   n = len(per["psnr"])
   changed = np.isfinite(per["psnr"])
   return {

@@ -1,6 +1,8 @@
 """One process of the 2-process test: runs the generator under jax.distributed.
 
-usage: multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_NPZ [MODE]
+usage: multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_PREFIX [MODE]
+
+Each process writes OUT_PREFIX.<id>.npz with its own rows' noise and their row numbers.
 """
 import os
 import sys
@@ -26,8 +28,8 @@ def main():
   result = generator.generate(tiny.config(stop_accuracy=1.01, max_rounds=2, mode=mode), images,
                               labels,
                               task=tasks.BINARY, num_classes=2, progress=False)
-  if jax.process_index() == 0:
-    np.savez(out, delta=result.delta, masks=result.masks)
+  rows = np.arange(len(images)) if result.rows is None else result.rows
+  np.savez(f"{out}.{pid}.npz", delta=result.delta, masks=result.masks, rows=rows)
   jax.distributed.shutdown()
 
 

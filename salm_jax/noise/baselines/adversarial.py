@@ -21,7 +21,7 @@ idea with SALM's sparsity kept exactly:
      trained on the noise (no min-min).
 
 It is a method beside SALM (`noise.method='adversarial'`), built from the
-generator's public pieces (compiled steps, `prepare`, `pgd_pass`); SALM's
+generator's public pieces (compiled steps, `prepare`, `rounds.pgd_pass`); SALM's
 own loop has no branch for it. A pass is cheap, so runs are not
 checkpointed: an interrupted run starts again.
 """
@@ -39,6 +39,7 @@ from salm_jax import sharding
 from salm_jax import tasks
 from salm_jax.noise.salm import generator
 from salm_jax.noise.salm import resident
+from salm_jax.noise.salm import rounds
 from salm_jax.noise.salm import surrogate as surrogate_lib
 
 
@@ -95,23 +96,22 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   steps = generator.compiled_steps(sur, noise)
   key = jax.random.PRNGKey(config.seed)
   groups = labels[:, 0].astype(np.int32)
-  run = generator.start_or_resume(noise, images, state, key, groups, num_classes, None)
-  run.state = sharding.replicate(mesh, run.state)
-  run = generator.prepare(steps, noise, config.surrogate, mesh, run, images, labels, groups,
-                          key)
-  targets = target_labels(labels, num_classes)
-  count = len(run.delta)
-  run = generator.to_devices(mesh, run, None)
+  table = rounds.load_table(mesh, generator.layout_of(noise, mesh, len(labels), True), images,
+                            labels, groups)
+  run = generator.fresh(noise, table, sharding.replicate(mesh, state), key, num_classes)
+  run = generator.prepare(steps, noise, config.surrogate, table, run, key)
+  own = table.layout.owned(mesh)
+  targets = resident.put(mesh, table.layout, own,
+                         target_labels(labels, num_classes)[own].astype(np.int32))
+  count = num_classes
   history = []
   for p in range(noise.max_rounds):
     start = time.time()
-    generator.pgd_pass(steps, noise, mesh, run, images, targets, groups, p, progress)
-    record = {"round": p + 1,
-              "accuracy": generator.surrogate_accuracy(steps, noise, mesh, run, images, labels,
-                                                       groups),
-              "target_rate": generator.surrogate_accuracy(steps, noise, mesh, run, images,
-                                                          targets, groups),
-              **resident.stats(run.delta, run.union, count), "seconds": time.time() - start}
+    rounds.pgd_pass(steps, noise, run, table, p, progress, labels=targets)
+    record = {"round": p + 1, "accuracy": rounds.surrogate_accuracy(steps, run, table),
+              "target_rate": rounds.surrogate_accuracy(steps, run, table, labels=targets),
+              **resident.stats(run.delta, run.union, None, count),
+              "seconds": time.time() - start}
     history.append(record)
     logging.info("pass %d/%d: surrogate accuracy on x+δ %.4f, pushed to the target class "
                  "%.4f (%.1fs)", p + 1, noise.max_rounds, record["accuracy"],
@@ -120,7 +120,8 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
       run_log.write_history(metrics_path, history)
     if on_round:
       on_round(record)
-  delta, masks = generator.per_sample(generator.to_host(run, count), images, groups)
+  rows, delta, masks = rounds.result_rows(steps, run, table)
   return generator.GeneratorResult(delta=delta, masks=masks, history=history,
                                    rounds=len(history), stopped_early=False, surrogate=sur,
-                                   surrogate_state=run.state)
+                                   surrogate_state=run.state,
+                                   rows=None if len(rows) == len(labels) else rows)

@@ -4,8 +4,10 @@
   masks.py      top-k pixel masks: at most ratio·H·W pixels of an image
   pgd.py        one compiled round of masked error-minimizing PGD
   surrogate.py  the Flax model (or ensemble) the noise is optimized against
-  generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1)
-  resident.py   the noise kept on the devices from round to round, row-sharded per image
+  generator.py  the bi-level min-min loop (SALM; EM is mask_ratio=1), start and resume
+  rounds.py     one round's passes over the rows: train, PGD, accuracy; clean masks
+  steps.py      the compiled programs those passes run
+  resident.py   images and noise kept on the devices by rows; which rows a process owns
   augment.py    random crops and flips inside a PGD step (noise.eot_samples)
   starts.py     a transferable start: AR or LSP on the top-k pixels (noise.init)
 """
