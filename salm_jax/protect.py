@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from salm_jax import atomic
-from salm_jax import protect_multihost
+from salm_jax import protect_streamed
 from salm_jax import data as data_lib
 from salm_jax import run_log
 from salm_jax import terminal
@@ -46,13 +46,14 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
                  outputs=(wd.PROTECTED, wd.CHECKPOINTS, wd.METRICS, wd.PREVIEW, wd.TENSORBOARD),
                  overwrite=overwrite, resumable=(wd.CHECKPOINTS,))
   config = resolved  # the saved config.json keeps the user's own fields
-  multihost = jax.process_count() > 1  # each process reads only its own rows of an npz
-  dataset = data_lib.load_from_config(config.dataset, lazy=multihost)
+  # SALM on the train split reads an npz's rows as it needs them and writes by windows
+  dataset = data_lib.load_from_config(config.dataset, lazy=protect_streamed.applies(config))
   splits = _check_splits(config.noise.splits, dataset)
-  if multihost:
-    protect_multihost.check(config, dataset)
+  protect_streamed.check(config, dataset)
+  streamed = protect_streamed.applies(config, dataset)
+  if streamed:  # uint8, as written: SALM converts each batch on the devices (methods.py)
     images = data_lib.as_nhwc(dataset.splits[splits[0]].images)
-  else:  # uint8, as written: SALM converts each batch on the devices (methods.py)
+  else:
     images = np.concatenate([data_lib.as_nhwc(dataset.splits[s].images) for s in splits])
   labels = np.concatenate([dataset.splits[s].labels for s in splits])
   epsilon = methods.linf_bound(config)
@@ -75,8 +76,8 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
            "final_surrogate_accuracy": result.history[-1]["accuracy"] if result.history
                                        else None,
            "generator_seconds": seconds, **methods.manifest_fields(config, result)}
-  if multihost:
-    return _write_multihost(workdir, dataset, result, epsilon, config, extra)
+  if streamed:
+    return _write_streamed(workdir, dataset, result, epsilon, config, extra)
   protected, masks = _split_back(dataset, splits, result, epsilon)
   stats = {s: utility.image_stats(dataset.splits[s].images, protected[s]) for s in splits}
   manifest = data_lib.write_protected(
@@ -87,13 +88,13 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
   return manifest
 
 
-def _write_multihost(workdir, dataset, result, epsilon, config, extra) -> dict:
-  """Every process hands in its rows; process 0 writes the files (protect_multihost.py)."""
-  manifest, first = protect_multihost.write(wd.path(workdir, wd.PROTECTED), dataset, result,
+def _write_streamed(workdir, dataset, result, epsilon, config, extra) -> dict:
+  """Every process hands in its rows; process 0 writes the files (protect_streamed.py)."""
+  manifest, first = protect_streamed.write(wd.path(workdir, wd.PROTECTED), dataset, result,
                                             epsilon, config=wd.config_dict(config), extra=extra)
   if manifest is None:
     return {}
-  split = protect_multihost.SPLIT
+  split = protect_streamed.SPLIT
   clean = dataset.splits[split].images[:PREVIEW_COUNT]
   local = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), result.surrogate_state)
   result = dataclasses.replace(result, surrogate_state=local)  # the preview runs here alone

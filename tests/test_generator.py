@@ -241,7 +241,10 @@ def test_noise_stays_on_the_devices_from_round_to_round(data, monkeypatch, mode)
                      mesh=sharding.data_mesh(jax.devices()[:2]))
   assert len(images) // 16 >= 4  # four batches a round, three rounds
   assert not [c for c in gathered if c[1:3] == images.shape[1:3]]  # not the surrogate's
-  assert [c[1:] for c in local] == [images.shape[1:], images.shape[1:3]]
+  # per image: δ and masks, each process its own rows; class-wise: the rows' images, which
+  # the replicated class noise is expanded over
+  expected = [images.shape[1:]] if mode == "class" else [images.shape[1:], images.shape[1:3]]
+  assert [c[1:] for c in local] == expected
 
 
 def test_uint8_images_give_the_noise_of_their_float_form(data):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from salm_jax import protect_multihost
+from salm_jax import protect_streamed
 from salm_jax.data import npz_stream
 
 
@@ -62,7 +62,7 @@ def test_noise_file_packs_mask_bits_across_windows_as_one_packbits(tmp_path):
   rng = np.random.default_rng(1)
   masks = rng.random((13, 3, 3)) < 0.3   # 9 bits an image: windows end mid-byte
   diff = rng.integers(-8, 9, (13, 3, 3, 1)).astype(np.int16)
-  noise = protect_multihost._NoiseFile(str(tmp_path), (13, 3, 3))  # pylint: disable=protected-access
+  noise = protect_streamed._NoiseFile(str(tmp_path), (13, 3, 3))  # pylint: disable=protected-access
   for start in (0, 5, 6, 11):
     stop = {0: 5, 5: 6, 6: 11, 11: 13}[start]
     noise.write(diff[start:stop], masks[start:stop])

@@ -185,12 +185,14 @@ def _compiled():
 
 def masked_round(logits_fn, images, labels, delta, epsilon, step_size, fixed_mask, groups, *,
                  ratio, steps, task, schedule, return_mask, unroll, eot_samples=0, key=None,
-                 ties="saliency"):
+                 ties="saliency", reduce_grad=None):
   """The traceable round behind `masked_pgd` (arguments checked there), for use inside a
   caller's own compiled program such as the generator's; `logits_fn(images) -> logits`.
 
   With `eot_samples` > 0 each step's gradient is the mean over that many random
   crops and flips of x + δ (`augment.py`), drawn from `key` folded with the step.
+  `reduce_grad`: applied to each step's gradient before it is used (the
+  generator's class-wise round sums the devices' parts there, in a fixed order).
   """
   delta = delta.astype(images.dtype)
 
@@ -209,7 +211,7 @@ def masked_round(logits_fn, images, labels, delta, epsilon, step_size, fixed_mas
 
   def step(i, carry):
     delta, mask, union, _ = carry
-    grad = gradient(delta, i)
+    grad = gradient(delta, i) if reduce_grad is None else reduce_grad(gradient(delta, i))
     sal = saliency_lib.reduce_channels(grad)
     if schedule == "step":
       mask = masks_lib.topk_mask(sal, ratio)

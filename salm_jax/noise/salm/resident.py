@@ -10,7 +10,9 @@ them on its devices once. Rows at or past N are padding (zero images,
 dropped results).
 
 Training minibatches are drawn from all N rows, as in one process, and
-`gather` brings their rows to the devices that train on them. Class-wise δ
+`gather` brings their rows to every device: the surrogate's few training
+steps are computed whole on each device, so no gradient is summed in an
+order that depends on the mesh or the transport. Class-wise δ
 is tiny (one image per class, plus a spare class that padded rows point at)
 and is replicated on every device. The host sees δ only at checkpoints and
 at the end, and then only its own rows (`local`).
@@ -134,22 +136,21 @@ def replicated_to_host(array: jax.Array, count: int) -> np.ndarray:
 
 
 def gather(table: jax.Array, pos: jax.Array, *, mesh, per_device: int) -> jax.Array:
-  """Rows `pos` (replicated (S, M) positions) of a laid-out table, as float32 (S, M, ...)
-  sharded over M.
+  """Rows `pos` (replicated positions) of a laid-out table, as float32, on every device.
 
-  Each device contributes the rows it holds and zeros elsewhere; a
-  reduce-scatter adds them up and hands each device its part of the
-  minibatch. A sum with one nonzero term is exact, so the rows arrive
-  bit for bit, and no device ever holds the whole table.
+  Each device contributes the rows it holds and zeros elsewhere, and a sum
+  across devices adds them up. A sum with one nonzero term is exact, so the
+  rows arrive bit for bit whatever the order of the sum, and no device ever
+  holds the whole table.
   """
   def part(t, pos):
     lo = jax.lax.axis_index(sharding.DATA_AXIS) * per_device
     mine = (pos >= lo) & (pos < lo + per_device)
     rows = t[jnp.clip(pos - lo, 0, per_device - 1)].astype(jnp.float32)
     rows = jnp.where(mine.reshape(mine.shape + (1,) * (rows.ndim - 2)), rows, 0.0)
-    return jax.lax.psum_scatter(rows, sharding.DATA_AXIS, scatter_dimension=1, tiled=True)
+    return jax.lax.psum(rows, sharding.DATA_AXIS)
   return jax.shard_map(part, mesh=mesh, in_specs=(P(sharding.DATA_AXIS), P()),
-                       out_specs=P(None, sharding.DATA_AXIS), check_vma=False)(table, pos)
+                       out_specs=P(), check_vma=False)(table, pos)
 
 
 def stats(delta: jax.Array, union: jax.Array, real: jax.Array | None,

@@ -91,7 +91,7 @@ def _source_args(table: Table, idx: np.ndarray, per_image: bool) -> tuple[jax.Ar
 def train(steps, table: Table, state, source, idx: np.ndarray, per_image: bool):
   """`train_steps` on minibatches `idx` (steps, batch) of clip(x + source, 0, 1)."""
   index, layout = _source_args(table, idx, per_image)
-  labels = sharding.shard_batch(table.mesh, table.host_labels[idx], axis=1)
+  labels = sharding.replicate(table.mesh, table.host_labels[idx])
   pos = sharding.replicate(table.mesh, table.layout.positions(idx))
   return steps.train(state, table.images, labels, source, pos, index, **layout)
 
@@ -175,7 +175,8 @@ def pgd_pass(steps, noise, run, table: Table, r: int, progress: bool, key=None,
                                             chunk=layout.chunk)
     else:
       run.delta, m = steps.pgd_class(run.state, table.images, labels, table.groups,
-                                     table.real, run.delta, fixed, b, k, **table.cut())
+                                     table.real, run.delta, fixed, b, k, mesh=table.mesh,
+                                     **table.cut())
       run.union = steps.union(run.union, m)
     bar.update(min(layout.batch, table.n - b * layout.batch))
   bar.close()

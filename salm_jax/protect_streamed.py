@@ -1,6 +1,9 @@
-"""The protected files of a multi-process run: one npz, gathered to process 0 in chunks.
+"""The protected files written a window of rows at a time: one npz, from any number of processes.
 
-Each process holds the noise of its own rows only (`GeneratorResult.rows`).
+SALM noise for the train split (the default) is written this way, in one
+process or in many; other methods, splits and folders of images take the
+whole-array path of protect.py, in one process. Each process holds the
+noise of its own rows only (`GeneratorResult.rows`).
 It quantizes them against its own clean rows; then, window by window of
 about 4 Mi pixel values in row order, every process hands in the window's
 rows it owns and process 0 streams them into the same MedMNIST npz,
@@ -33,18 +36,22 @@ from salm_jax.noise import methods
 SPLIT = "train"
 
 
-def check(config, dataset) -> None:
-  """What a multi-process run can write, refused before any work."""
+def applies(config, dataset=None) -> bool:
+  """Whether this path writes the run: SALM noise (it reads rows as it needs them) for the
+  train split only, into an npz (`dataset=None`: the config's part of the test only)."""
   splits = config.noise.splits
-  if (list(splits) if not isinstance(splits, str) else [splits]) != [SPLIT]:
-    raise ValueError(f"A multi-process run protects the train split only; got noise.splits "
-                     f"{splits}. Set --config.noise.splits=train.")
-  if not methods.get(methods.method_name(config)).takes_uint8:
-    raise ValueError(f"A multi-process run makes SALM noise; {methods.method_name(config)!r} "
-                     "runs in one process.")
-  if dataset.layout.get("format") == folder_lib.FORMAT:
-    raise ValueError("A multi-process run writes an npz; protect a folder of images in one "
-                     "process, or convert it to an npz first.")
+  ok = ((list(splits) if not isinstance(splits, str) else [splits]) == [SPLIT]
+        and methods.get(methods.method_name(config)).takes_uint8)
+  return ok and (dataset is None or dataset.layout.get("format") != folder_lib.FORMAT)
+
+
+def check(config, dataset) -> None:
+  """A multi-process run is written by this path only: anything else is refused early."""
+  if jax.process_count() > 1 and not applies(config, dataset):
+    raise ValueError(
+        f"A multi-process run protects the train split of an npz with SALM noise; got "
+        f"method {methods.method_name(config)!r}, noise.splits {config.noise.splits}, "
+        f"dataset layout {dataset.layout.get('format', 'npz')!r}. Run it in one process.")
 
 
 def write(out_dir: str, dataset, result, epsilon: float, *, config, extra) -> tuple:
@@ -54,7 +61,8 @@ def write(out_dir: str, dataset, result, epsilon: float, *, config, extra) -> tu
   clean = data_lib.as_nhwc(dataset.splits[SPLIT].images)
   n = len(clean)
   rows = np.arange(n) if result.rows is None else result.rows
-  own = protected_lib.quantize(clean[rows], result.delta, epsilon)
+  mine = clean if result.rows is None and isinstance(clean, np.ndarray) else clean[rows]
+  own = protected_lib.quantize(mine, result.delta, epsilon)
   windows = _windows(clean, rows, own, result.masks)
   if jax.process_index() != 0:
     for _ in windows:
@@ -104,7 +112,9 @@ def _windows(clean, rows: np.ndarray, own: np.ndarray,
     prot[:hi - lo] = own[lo:hi]
     mask = np.zeros((size,) + masks.shape[1:], bool)
     mask[:hi - lo] = masks[lo:hi]
-    got = multihost_utils.process_allgather({"ids": ids, "prot": prot, "mask": mask})
+    got = {"ids": ids, "prot": prot, "mask": mask}
+    if jax.process_count() > 1:
+      got = multihost_utils.process_allgather(got)
     if reader is None:
       continue
     ids, real = got["ids"].reshape(-1), got["ids"].reshape(-1) >= 0
