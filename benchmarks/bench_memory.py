@@ -17,6 +17,8 @@ driver (for a before/after comparison).
 
   python -m benchmarks.bench_memory --counts=1024,4096 --size=224 --processes=1,2,4 \\
       --source=npz --json_out=benchmarks/results/memory.json
+  python -m benchmarks.bench_memory --counts=256 --size=224 --processes= --source=npz \\
+      --compare=1x2,2x1,2x2,4x1,1x4 --json_out=benchmarks/results/equality.json
 """
 from __future__ import annotations
 
@@ -104,15 +106,21 @@ def differences(a: str, b: str) -> dict:
   return out
 
 
-def compare(repo: str, n: int, size: int, processes: int, source: str) -> dict:
-  """P processes of one device against one process of P devices: the same mesh size, so the
-  files should be the same bit for bit."""
+def compare(repo: str, n: int, size: int, layouts: list[tuple[int, int]],
+            source: str) -> list[dict]:
+  """The files of each (processes, devices per process) layout against one process of one
+  device: how many written values differ, and by how much at most."""
   with tempfile.TemporaryDirectory() as tmp:
-    many, one = os.path.join(tmp, "many"), os.path.join(tmp, "one")
-    protect_peak(repo, n, size, processes, source, keep=many)
-    protect_peak(repo, n, size, 1, source, devices=processes, keep=one)
-    return {"n": n, "size": size, "processes": processes, "against": f"1 process, {processes} "
-            "devices", **differences(many, one)}
+    base = os.path.join(tmp, "1x1")
+    protect_peak(repo, n, size, 1, source, keep=base)
+    out = []
+    for p, d in layouts:
+      folder = os.path.join(tmp, f"{p}x{d}")
+      protect_peak(repo, n, size, p, source, devices=d, keep=folder)
+      out.append({"n": n, "size": size, "processes": p, "devices_per_process": d,
+                  "against": "1 process, 1 device", **differences(folder, base)})
+      print(json.dumps(out[-1]), flush=True)
+    return out
 
 
 def main() -> None:
@@ -123,14 +131,14 @@ def main() -> None:
   parser.add_argument("--source", default="phantom", choices=("phantom", "npz"),
                       help="the built-in phantom, or the phantom read from an npz")
   parser.add_argument("--repo", default=child_process.REPO_ROOT, help="checkout to measure")
-  parser.add_argument("--compare", type=int, default=0,
-                      help="also compare the files of this many processes with one process "
-                      "of as many devices, at the largest N")
+  parser.add_argument("--compare", default="",
+                      help="PxD layouts (P processes of D devices) whose files are compared "
+                      "with one process of one device at the largest N, e.g. 1x2,2x1,4x1")
   parser.add_argument("--json_out", default=None)
   args = parser.parse_args()
   counts = [int(c) for c in args.counts.split(",")]
   rows = []
-  for p in (int(x) for x in args.processes.split(",")):
+  for p in (int(x) for x in args.processes.split(",") if x):
     for n in counts:
       row = protect_peak(os.path.abspath(args.repo), n, args.size, p, args.source)
       if n != counts[0]:  # bytes per image pixel above the smallest N's peak
@@ -141,9 +149,8 @@ def main() -> None:
       print(json.dumps(row), flush=True)
   equality = None
   if args.compare:
-    equality = compare(os.path.abspath(args.repo), counts[-1], args.size, args.compare,
-                       args.source)
-    print(json.dumps(equality), flush=True)
+    layouts = [tuple(int(v) for v in x.split("x")) for x in args.compare.split(",")]
+    equality = compare(os.path.abspath(args.repo), counts[-1], args.size, layouts, args.source)
   if args.json_out:
     with open(args.json_out, "w", encoding="utf-8") as f:
       json.dump({"machine": machine.describe(), "repo": args.repo, "rows": rows,

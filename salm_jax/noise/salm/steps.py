@@ -104,7 +104,8 @@ class Steps:
       def local(state, images, labels, groups, real, delta, fixed, b):
         cut = lambda a: jax.lax.dynamic_slice_in_dim(a, b * chunk, chunk)
         g = jnp.where(cut(real), cut(groups), spare)
-        in_order = lambda grad: jax.lax.all_gather(grad, sharding.DATA_AXIS).sum(0)
+        in_order = lambda grad: jax.lax.optimization_barrier(
+            jax.lax.all_gather(grad, sharding.DATA_AXIS)).sum(0)  # not rewritten to an all-reduce
         return pgd.masked_round(sur.logits_fn(state), as_float(cut(images)), cut(labels), delta,
                                 epsilon, step_size, fixed, g, key=None, reduce_grad=in_order,
                                 **static)
