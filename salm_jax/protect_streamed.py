@@ -102,7 +102,7 @@ def _windows(clean, rows: np.ndarray, own: np.ndarray,
   must iterate: each window is one collective)."""
   n = len(clean)
   size = rows_per_chunk(clean.shape)
-  reader = _clean_windows(clean, size) if jax.process_index() == 0 else None
+  reader = _chunks(clean, size) if jax.process_index() == 0 else None
   for start in range(0, n, size):
     stop = min(start + size, n)
     lo, hi = np.searchsorted(rows, [start, stop])
@@ -125,16 +125,6 @@ def _windows(clean, rows: np.ndarray, own: np.ndarray,
     yield next(reader), out_p, out_m
 
 
-def _clean_windows(clean, size: int) -> Iterator[np.ndarray]:
-  """The clean rows in windows of `size`, read from the file once, in order."""
-  if isinstance(clean, np.ndarray):
-    for start in range(0, len(clean), size):
-      yield clean[start:start + size]
-    return
-  for _, chunk in clean.chunks(size):
-    yield chunk
-
-
 def _copy_the_rest(writer: npz_stream.NpzWriter, dataset) -> None:
   """The train labels, and the other splits bit for bit, a chunk at a time."""
   flat = npz_io.has_flat_labels(dataset.layout)
@@ -142,18 +132,20 @@ def _copy_the_rest(writer: npz_stream.NpzWriter, dataset) -> None:
     images = dataset.splits[s].images
     if s != SPLIT:
       member = writer.member(f"{s}_images", images.shape, np.uint8)
-      for _, chunk in _chunks(images):
+      for chunk in _chunks(images):
         member.write(chunk)
       member.close()
     labels = dataset.splits[s].labels
     writer.add(f"{s}_labels", labels[:, 0] if flat else labels)
 
 
-def _chunks(images):
-  if isinstance(images, np.ndarray):
-    step = rows_per_chunk(images.shape)
-    return ((i, images[i:i + step]) for i in range(0, len(images), step))
-  return images.chunks()
+def _chunks(images, rows: int | None = None) -> Iterator[np.ndarray]:
+  """An array or an npz member (`npz_stream.NpzRows`, read once) in consecutive chunks of
+  `rows` rows (default: about 4 Mi values)."""
+  if not isinstance(images, np.ndarray):
+    return (chunk for _, chunk in images.chunks(rows))
+  step = rows or rows_per_chunk(images.shape)
+  return (images[i:i + step] for i in range(0, len(images), step))
 
 
 class _NoiseFile:
