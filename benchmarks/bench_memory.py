@@ -18,7 +18,12 @@ driver (for a before/after comparison).
   python -m benchmarks.bench_memory --counts=1024,4096 --size=224 --processes=1,2,4 \\
       --source=npz --json_out=benchmarks/results/memory.json
   python -m benchmarks.bench_memory --counts=256 --size=224 --processes= --source=npz \\
-      --compare=1x2,2x1,2x2,4x1,1x4 --json_out=benchmarks/results/equality.json
+      --compare=1x1,1x2,2x1,2x2,4x1,1x4,1x8/1x4,2x4,4x4/1x8,2x8/1x1,1x1@1,1x2@1 \\
+      --json_out=benchmarks/results/equality.json
+
+`--compare` compares each group's layouts with its first, to tell whether the
+written files depend on the layout or on XLA:CPU's threads per process
+(`threads`; `@C` runs each process on C cores).
 """
 from __future__ import annotations
 
@@ -52,9 +57,10 @@ def write_npz(path: str, n: int, size: int) -> None:
 
 
 def protect_peak(repo: str, n: int, size: int, processes: int, source: str, *,
-                 devices: int = 1, keep: str | None = None) -> dict:
+                 devices: int = 1, cores: int | None = None, keep: str | None = None) -> dict:
   """One protect run in `processes` fresh processes of `devices` CPU devices each: their peak
-  RSS (MiB) and wall time; `keep`: a folder to copy the protected files to."""
+  RSS (MiB) and wall time. `cores`: each process runs on cores 0..cores-1 only (taskset);
+  `keep`: a folder to copy the protected files to."""
   port = str(_free_port())
   with tempfile.TemporaryDirectory() as tmp:
     workdir = os.path.join(tmp, "run")
@@ -65,6 +71,8 @@ def protect_peak(repo: str, n: int, size: int, processes: int, source: str, *,
     cmd = ["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, "-m", "launch.protect",
            f"--config=configs/salm.py:synthetic,tiny,size={size}", *data,
            "--config.tensorboard=False", f"--workdir={workdir}", "--progress=false"]
+    if cores:
+      cmd = ["taskset", "-c", f"0-{cores - 1}", *cmd]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env.update(PYTHONPATH=repo, JAX_PLATFORMS="cpu")
     if devices > 1:
@@ -91,36 +99,69 @@ def protect_peak(repo: str, n: int, size: int, processes: int, source: str, *,
 
 
 def differences(a: str, b: str) -> dict:
-  """How many values of the protected npz and noise.npz differ between two output folders,
-  and by how much at most."""
-  out = {"values": 0, "differ": 0, "max_abs": 0}
+  """How many values of the protected npz and noise.npz differ between two output folders
+  (mask bits unpacked: one value per pixel), per member, and by how many levels at most in
+  the images and the noise."""
+  out = {"values": 0, "differ": 0, "max_levels": 0, "members": {}}
   for name in sorted(os.listdir(a)):
     if not name.endswith(".npz"):
       continue
     with np.load(os.path.join(a, name)) as x, np.load(os.path.join(b, name)) as y:
       for k in x.files:
-        d = np.abs(x[k].astype(np.int64) - y[k].astype(np.int64))
+        u, v = x[k], y[k]
+        if k.endswith("_mask_bits"):
+          u, v = np.unpackbits(u), np.unpackbits(v)
+        d = np.abs(u.astype(np.int64) - v.astype(np.int64))
         out["values"] += d.size
         out["differ"] += int((d > 0).sum())
-        out["max_abs"] = max(out["max_abs"], int(d.max(initial=0)))
+        out["members"][f"{name}:{k}"] = int((d > 0).sum())
+        if k.endswith(("_images", "_noise")):
+          out["max_levels"] = max(out["max_levels"], int(d.max(initial=0)))
   return out
 
 
-def compare(repo: str, n: int, size: int, layouts: list[tuple[int, int]],
+def threads(devices: int, cores: int | None) -> int:
+  """XLA:CPU's intra-op threads in a process: one per core it may run on, at least one per
+  local device. Convolutions and reductions split their work by it, so it sets the last
+  bits of the result."""
+  return max(cores or len(os.sched_getaffinity(0)), devices)
+
+
+def compare(repo: str, n: int, size: int, groups: list[list[tuple[int, int, int | None]]],
             source: str) -> list[dict]:
-  """The files of each (processes, devices per process) layout against one process of one
-  device: how many written values differ, and by how much at most."""
+  """The files of each (processes, devices per process, cores) layout against the first
+  layout of its group: how many written values differ, and by how much at most."""
+  out = []
   with tempfile.TemporaryDirectory() as tmp:
-    base = os.path.join(tmp, "1x1")
-    protect_peak(repo, n, size, 1, source, keep=base)
-    out = []
-    for p, d in layouts:
-      folder = os.path.join(tmp, f"{p}x{d}")
-      protect_peak(repo, n, size, p, source, devices=d, keep=folder)
-      out.append({"n": n, "size": size, "processes": p, "devices_per_process": d,
-                  "against": "1 process, 1 device", **differences(folder, base)})
-      print(json.dumps(out[-1]), flush=True)
-    return out
+    for g, group in enumerate(groups):
+      folders = []
+      for p, d, c in group:
+        folders.append(os.path.join(tmp, f"{g}_{p}x{d}@{c}"))
+        protect_peak(repo, n, size, p, source, devices=d, cores=c, keep=folders[-1])
+      (p0, d0, c0), base = group[0], folders[0]
+      for (p, d, c), folder in zip(group[1:], folders[1:]):
+        out.append({"n": n, "size": size, "processes": p, "devices_per_process": d,
+                    "cores_per_process": c, "threads_per_process": threads(d, c),
+                    "against": {"processes": p0, "devices_per_process": d0,
+                                "cores_per_process": c0, "threads_per_process": threads(d0, c0)},
+                    **differences(folder, base)})
+        print(json.dumps(out[-1]), flush=True)
+  return out
+
+
+def parse_layouts(spec: str) -> list[list[tuple[int, int, int | None]]]:
+  """'1x1,2x1/1x4,2x4/1x1,1x1@1' -> groups of (processes, devices, cores or None)."""
+  groups = []
+  for group in spec.split("/"):
+    layouts = []
+    for item in group.split(","):
+      layout, _, cores = item.partition("@")
+      p, d = (int(v) for v in layout.split("x"))
+      layouts.append((p, d, int(cores) if cores else None))
+    if len(layouts) < 2:
+      raise ValueError(f"--compare group {group!r} needs a reference and a layout to compare")
+    groups.append(layouts)
+  return groups
 
 
 def main() -> None:
@@ -132,8 +173,9 @@ def main() -> None:
                       help="the built-in phantom, or the phantom read from an npz")
   parser.add_argument("--repo", default=child_process.REPO_ROOT, help="checkout to measure")
   parser.add_argument("--compare", default="",
-                      help="PxD layouts (P processes of D devices) whose files are compared "
-                      "with one process of one device at the largest N, e.g. 1x2,2x1,4x1")
+                      help="groups of PxD[@C] layouts (P processes of D devices, each on C "
+                      "cores), '/' between groups; each layout's files are compared with "
+                      "its group's first at the largest N, e.g. 1x1,2x1,4x1/1x4,2x4")
   parser.add_argument("--json_out", default=None)
   args = parser.parse_args()
   counts = [int(c) for c in args.counts.split(",")]
@@ -149,8 +191,8 @@ def main() -> None:
       print(json.dumps(row), flush=True)
   equality = None
   if args.compare:
-    layouts = [tuple(int(v) for v in x.split("x")) for x in args.compare.split(",")]
-    equality = compare(os.path.abspath(args.repo), counts[-1], args.size, layouts, args.source)
+    equality = compare(os.path.abspath(args.repo), counts[-1], args.size,
+                       parse_layouts(args.compare), args.source)
   if args.json_out:
     with open(args.json_out, "w", encoding="utf-8") as f:
       json.dump({"machine": machine.describe(), "repo": args.repo, "rows": rows,

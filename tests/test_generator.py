@@ -266,7 +266,7 @@ def test_a_per_image_pgd_batch_moves_no_noise_between_devices(data):
                                 in_channels=1, image_size=images.shape[1], seed=0)
   steps = generator.compiled_steps(sur, cfg.noise)
   mesh = sharding.data_mesh(jax.devices()[:8])
-  layout = generator.layout_of(cfg.noise, mesh, len(images), class_wise=False)
+  layout = generator.layout_of(cfg.noise, mesh, len(images))
   table = rounds.load_table(mesh, layout, images, labels, None)
   run = generator.fresh(cfg.noise, table, sharding.replicate(mesh, state), jax.random.key(0), 2)
   hlo = steps.pgd_rows.lower(run.state, table.images, table.labels, run.delta, run.union, None,

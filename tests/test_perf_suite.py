@@ -144,3 +144,12 @@ def test_scale_child_reports_rounds_and_memory(medmnist_dir):
   assert out["host_peak_mib"] > 0 and out["noise_mib"] > 0
   fit = bench_scale.linear_fit([1, 2, 3], [2.0, 4.0, 6.0])
   assert abs(fit["slope"] - 2.0) < 1e-9 and fit["max_rel_residual"] < 1e-9
+
+
+def test_memory_bench_compares_each_layout_with_its_groups_first():
+  from benchmarks import bench_memory  # pylint: disable=g-import-not-at-top
+  assert bench_memory.parse_layouts("1x1,2x1/1x4,2x4@1") == [
+      [(1, 1, None), (2, 1, None)], [(1, 4, None), (2, 4, 1)]]
+  with pytest.raises(ValueError, match="reference"):
+    bench_memory.parse_layouts("1x1,2x1/1x4")
+  assert bench_memory.threads(4, 1) == 4 and bench_memory.threads(1, 2) == 2

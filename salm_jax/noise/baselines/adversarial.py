@@ -96,7 +96,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   steps = generator.compiled_steps(sur, noise)
   key = jax.random.PRNGKey(config.seed)
   groups = labels[:, 0].astype(np.int32)
-  table = rounds.load_table(mesh, generator.layout_of(noise, mesh, len(labels), True), images,
+  table = rounds.load_table(mesh, generator.layout_of(noise, mesh, len(labels)), images,
                             labels, groups)
   run = generator.fresh(noise, table, sharding.replicate(mesh, state), key, num_classes)
   run = generator.prepare(steps, noise, config.surrogate, table, run, key)

@@ -204,7 +204,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
   key = jax.random.PRNGKey(config.seed)
   class_wise = tasks.noise_mode(noise.mode, task) == "class"
   groups = labels[:, 0].astype(np.int32) if class_wise else None
-  table = rounds.load_table(mesh, layout_of(noise, mesh, len(images), class_wise), images,
+  table = rounds.load_table(mesh, layout_of(noise, mesh, len(images)), images,
                             labels, groups)
   run = start_or_resume(config, steps, table, sharding.replicate(mesh, state), key,
                         num_classes, checkpoint_dir, images=images, task=task)
@@ -244,14 +244,13 @@ def as_float(images: np.ndarray) -> np.ndarray:
   return dataset.as_float(images) if images.dtype == np.uint8 else images
 
 
-def layout_of(noise, mesh, n: int, class_wise: bool) -> resident.Layout:
+def layout_of(noise, mesh, n: int) -> resident.Layout:
   """How N rows fall into PGD batches over the mesh's devices (resident.py).
 
   Batches are consecutive rows whatever the mesh, so each batch's update of
   the shared class noise sums the same images in the same order; with the
   same batch size, 1 and 8 devices give the same file.
   """
-  del class_wise  # one layout for both modes
   return resident.Layout(n, _pgd_batch(noise, mesh, n), mesh.devices.size)
 
 
