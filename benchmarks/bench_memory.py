@@ -134,16 +134,19 @@ def compare(repo: str, n: int, size: int, groups: list[list[tuple[int, int, int 
   out = []
   with tempfile.TemporaryDirectory() as tmp:
     for g, group in enumerate(groups):
-      folders = []
+      folders, peaks = [], []
       for p, d, c in group:
         folders.append(os.path.join(tmp, f"{g}_{p}x{d}@{c}"))
-        protect_peak(repo, n, size, p, source, devices=d, cores=c, keep=folders[-1])
+        peaks.append(protect_peak(repo, n, size, p, source, devices=d, cores=c,
+                                  keep=folders[-1])["peak_rss_mib"])
       (p0, d0, c0), base = group[0], folders[0]
-      for (p, d, c), folder in zip(group[1:], folders[1:]):
+      for (p, d, c), folder, peak in zip(group[1:], folders[1:], peaks[1:]):
         out.append({"n": n, "size": size, "processes": p, "devices_per_process": d,
                     "cores_per_process": c, "threads_per_process": threads(d, c),
+                    "peak_rss_mib": peak,
                     "against": {"processes": p0, "devices_per_process": d0,
-                                "cores_per_process": c0, "threads_per_process": threads(d0, c0)},
+                                "cores_per_process": c0, "threads_per_process": threads(d0, c0),
+                                "peak_rss_mib": peaks[0]},
                     **differences(folder, base)})
         print(json.dumps(out[-1]), flush=True)
   return out
