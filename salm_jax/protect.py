@@ -68,7 +68,7 @@ def protect(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool 
         config, images, labels, task=dataset.task, num_classes=dataset.num_classes,
         checkpoint_dir=wd.path(workdir, wd.CHECKPOINTS),
         metrics_path=wd.path(workdir, wd.METRICS),
-        progress=progress, on_round=run_log.chain(on_round, bar))
+        progress=progress, on_round=run_log.chain(on_round, bar), expand=not streamed)
   finally:
     bar.close()
   seconds = time.time() - start

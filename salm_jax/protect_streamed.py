@@ -17,7 +17,7 @@ own size.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -62,8 +62,7 @@ def write(out_dir: str, dataset, result, epsilon: float, *, config, extra) -> tu
   n = len(clean)
   rows = np.arange(n) if result.rows is None else result.rows
   mine = clean if result.rows is None and isinstance(clean, np.ndarray) else clean[rows]
-  own = protected_lib.quantize(mine, result.delta, epsilon)
-  windows = _windows(clean, rows, own, result.masks)
+  windows = _windows(clean, rows, _own_rows(mine, result, epsilon))
   if jax.process_index() != 0:
     for _ in windows:
       pass
@@ -96,11 +95,25 @@ def write(out_dir: str, dataset, result, epsilon: float, *, config, extra) -> tu
   return manifest, first
 
 
-def _windows(clean, rows: np.ndarray, own: np.ndarray,
-             masks: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _own_rows(mine: np.ndarray, result, epsilon: float) -> Callable:
+  """(lo, hi) -> the protected uint8 images and masks of this process's rows lo..hi (positions
+  in its sorted rows). Class-wise noise is expanded and quantized a window at a time."""
+  noise = result.class_noise
+  if noise is None:
+    own = protected_lib.quantize(mine, result.delta, epsilon)
+    return lambda lo, hi: (own[lo:hi], result.masks[lo:hi])
+  def part(lo, hi):
+    x = mine[lo:hi]
+    return protected_lib.quantize(x, noise.delta(x, slice(lo, hi)), epsilon), noise.masks(
+        slice(lo, hi))
+  return part
+
+
+def _windows(clean, rows: np.ndarray,
+             own_rows: Callable) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """(clean, protected, masks) of consecutive row windows, whole on process 0 (every process
   must iterate: each window is one collective)."""
-  n = len(clean)
+  n, shape, mask_shape = len(clean), clean.shape[1:], clean.shape[1:3]
   size = rows_per_chunk(clean.shape)
   reader = _chunks(clean, size) if jax.process_index() == 0 else None
   for start in range(0, n, size):
@@ -108,20 +121,19 @@ def _windows(clean, rows: np.ndarray, own: np.ndarray,
     lo, hi = np.searchsorted(rows, [start, stop])
     ids = np.full(size, -1, np.int64)
     ids[:hi - lo] = rows[lo:hi]
-    prot = np.zeros((size,) + own.shape[1:], np.uint8)
-    prot[:hi - lo] = own[lo:hi]
-    mask = np.zeros((size,) + masks.shape[1:], bool)
-    mask[:hi - lo] = masks[lo:hi]
+    prot = np.zeros((size,) + shape, np.uint8)
+    mask = np.zeros((size,) + mask_shape, bool)
+    prot[:hi - lo], mask[:hi - lo] = own_rows(lo, hi)
     got = {"ids": ids, "prot": prot, "mask": mask}
     if jax.process_count() > 1:
       got = multihost_utils.process_allgather(got)
     if reader is None:
       continue
     ids, real = got["ids"].reshape(-1), got["ids"].reshape(-1) >= 0
-    out_p = np.empty((stop - start,) + own.shape[1:], np.uint8)
-    out_m = np.empty((stop - start,) + masks.shape[1:], bool)
-    out_p[ids[real] - start] = got["prot"].reshape((-1,) + own.shape[1:])[real]
-    out_m[ids[real] - start] = got["mask"].reshape((-1,) + masks.shape[1:])[real]
+    out_p = np.empty((stop - start,) + shape, np.uint8)
+    out_m = np.empty((stop - start,) + mask_shape, bool)
+    out_p[ids[real] - start] = got["prot"].reshape((-1,) + shape)[real]
+    out_m[ids[real] - start] = got["mask"].reshape((-1,) + mask_shape)[real]
     yield next(reader), out_p, out_m
 
 

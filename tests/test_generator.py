@@ -151,6 +151,18 @@ def test_sharded_over_8_devices_equals_1_device(data, noise):
   np.testing.assert_array_equal(runs[0].masks, runs[1].masks)
 
 
+def test_class_noise_unexpanded_gives_the_rows_noise_part_by_part(data):
+  images, labels = data
+  cfg = tiny.config(max_rounds=1, stop_accuracy=1.01, mode="class", mask_ratio=0.1)
+  kwargs = dict(task=tasks.BINARY, num_classes=2, progress=False)
+  rows = generator.generate(cfg, images, labels, **kwargs)
+  per_class = generator.generate(cfg, images, labels, expand=False, **kwargs)
+  assert per_class.delta is None and per_class.masks is None
+  noise, part = per_class.class_noise, slice(5, 40)
+  np.testing.assert_array_equal(noise.delta(images[part], part), rows.delta[part])
+  np.testing.assert_array_equal(noise.masks(part), rows.masks[part])
+
+
 @pytest.mark.parametrize("ensemble", [(), ("small_cnn:4", "resnet18:4")])
 def test_checkpoints_resume_to_the_same_noise(data, tmp_path, ensemble):
   images, labels = data

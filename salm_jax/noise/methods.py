@@ -134,14 +134,16 @@ def linf_bound(config: ml_collections.ConfigDict) -> float:
 def generate_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
                    *, task: str, num_classes: int, checkpoint_dir: str | None = None,
                    metrics_path: str | None = None, progress: bool = True, mesh=None,
-                   on_round: Callable[[dict], None] | None = None) -> generator.GeneratorResult:
-  """Noise for `images` by `config.noise.method`; arguments as `generator.generate`."""
+                   on_round: Callable[[dict], None] | None = None,
+                   expand: bool = True) -> generator.GeneratorResult:
+  """Noise for `images` by `config.noise.method`; arguments as `generator.generate` (only SALM
+  heeds `expand`)."""
   method = get(method_name(config))
   if not method.takes_uint8:
     images = generator.as_float(images)
   return method.generate(config, images, labels, task=task, num_classes=num_classes,
                          checkpoint_dir=checkpoint_dir, metrics_path=metrics_path,
-                         progress=progress, mesh=mesh, on_round=on_round)
+                         progress=progress, mesh=mesh, on_round=on_round, expand=expand)
 
 
 def manifest_fields(config: ml_collections.ConfigDict,

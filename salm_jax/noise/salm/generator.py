@@ -89,16 +89,18 @@ class GeneratorResult:
   """Per-sample noise (x + δ in [0, 1]), the union of masks used, and the run's history.
 
   Under several processes `delta` and `masks` hold this process's rows only, `rows` says
-  which; in one process they hold every row and `rows` is None.
+  which; in one process they hold every row and `rows` is None. Made with `expand=False`,
+  class-wise noise is `class_noise` instead, and `delta` and `masks` are None.
   """
-  delta: np.ndarray            # (N, H, W, C) float32
-  masks: np.ndarray            # (N, H, W) bool
+  delta: np.ndarray | None     # (N, H, W, C) float32
+  masks: np.ndarray | None     # (N, H, W) bool
   history: list[dict]
   rounds: int
   stopped_early: bool
   surrogate: surrogate_lib.Surrogate
   surrogate_state: Any
   rows: np.ndarray | None = None
+  class_noise: rounds.ClassNoise | None = None
 
 
 def check_settings(noise: ml_collections.ConfigDict, task: str | None = None) -> None:
@@ -177,7 +179,8 @@ class Run:
 def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
              task: str, num_classes: int, checkpoint_dir: str | None = None,
              metrics_path: str | None = None, progress: bool = True, mesh=None,
-             on_round: Callable[[dict], None] | None = None) -> GeneratorResult:
+             on_round: Callable[[dict], None] | None = None,
+             expand: bool = True) -> GeneratorResult:
   """Generates SALM (or EM, with mask_ratio=1) noise for `images`.
 
   Args:
@@ -192,6 +195,8 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
     progress: show a progress bar per round.
     mesh: a 1-D 'data' mesh; default: all devices.
     on_round: called with each round's metrics (e.g. a TensorBoard writer).
+    expand: False: class-wise noise comes back per class (`class_noise`), without a float
+      copy of the rows (what the streamed write quantizes a window at a time).
   """
   noise = config.noise
   labels = tasks.label_matrix(np.asarray(labels), task)
@@ -220,11 +225,13 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
     if checkpoint_dir and noise.checkpoint_every and (
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
       save(checkpoint_dir, r, run, table.layout)
-  rows, delta, masks = rounds.result_rows(steps, run, table)
-  return GeneratorResult(delta=delta, masks=masks, history=run.history,
+  rows, delta, masks = rounds.result_rows(steps, run, table, expand)
+  per_class = isinstance(delta, rounds.ClassNoise)
+  return GeneratorResult(delta=None if per_class else delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state,
-                         rows=None if len(rows) == len(images) else rows)
+                         rows=None if len(rows) == len(images) else rows,
+                         class_noise=delta if per_class else None)
 
 
 def _report(noise, history: list[dict], metrics_path, on_round) -> None:

@@ -214,22 +214,41 @@ def one_round(steps, noise, sur_cfg, run, table: Table, key, r: int, progress: b
           **resident.stats(run.delta, run.union, real, count), "seconds": time.time() - start}
 
 
-def result_rows(steps, run, table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(rows, δ, masks) of this process's rows, x + δ in [0, 1]; class-wise noise is expanded by
-  label a chunk of rows at a time, so the only float copy of the rows is the result."""
+def result_rows(steps, run, table: Table, expand: bool = True) -> tuple:
+  """(rows, δ, masks) of this process's rows, x + δ in [0, 1]. Class-wise noise is expanded by
+  label a chunk of rows at a time, so the only float copy of the rows is the result; with
+  `expand=False` it comes back as a `ClassNoise` in place of δ and masks (no float copy)."""
   del steps  # the expansion runs on the host, in chunks
   if not table.class_wise:
     rows, delta = resident.local(run.delta, table.layout)
     return rows, delta, resident.local(run.union, table.layout)[1]
   count = run.delta.shape[0] - 1
-  classes = resident.replicated_to_host(run.delta, count)
-  union = resident.replicated_to_host(run.union, count)
   rows, images = resident.local(table.images, table.layout)
-  groups = table.host_groups[rows]
-  delta = np.empty(images.shape, np.float32)
-  step = rows_per_chunk(images.shape)
-  for start in range(0, len(rows), step):
-    part = slice(start, start + step)
-    x = images[part] if images.dtype != np.uint8 else as_float(images[part])
-    delta[part] = np.clip(x + classes[groups[part]], 0.0, 1.0) - x
-  return rows, delta, union[groups]
+  noise = ClassNoise(resident.replicated_to_host(run.delta, count),
+                     resident.replicated_to_host(run.union, count), table.host_groups[rows])
+  if not expand:
+    return rows, noise, None
+  return rows, noise.delta(images), noise.masks()
+
+
+@dataclasses.dataclass
+class ClassNoise:
+  """One δ and mask per class, and the class of each of a process's rows: the rows' noise is
+  expanded on demand, a part at a time."""
+  classes: np.ndarray  # (classes, H, W, C) float32
+  union: np.ndarray    # (classes, H, W) bool: the pixels each class's masks ever chose
+  groups: np.ndarray   # (rows,) each row's class
+
+  def delta(self, images: np.ndarray, part: slice = slice(None)) -> np.ndarray:
+    """float32 δ of rows `part` whose images are `images`: clip(x + δ_class, 0, 1) − x."""
+    groups = self.groups[part]
+    out = np.empty(images.shape[:1] + self.classes.shape[1:], np.float32)
+    step = rows_per_chunk(images.shape)
+    for start in range(0, len(groups), step):
+      chunk = slice(start, start + step)
+      x = images[chunk] if images.dtype != np.uint8 else as_float(images[chunk])
+      out[chunk] = np.clip(x + self.classes[groups[chunk]], 0.0, 1.0) - x
+    return out
+
+  def masks(self, part: slice = slice(None)) -> np.ndarray:
+    return self.union[self.groups[part]]
