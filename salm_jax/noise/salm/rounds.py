@@ -223,12 +223,12 @@ def result_rows(steps, run, table: Table, expand: bool = True) -> tuple:
     rows, delta = resident.local(run.delta, table.layout)
     return rows, delta, resident.local(run.union, table.layout)[1]
   count = run.delta.shape[0] - 1
-  rows, images = resident.local(table.images, table.layout)
+  rows = table.layout.owned(table.mesh)
   noise = ClassNoise(resident.replicated_to_host(run.delta, count),
                      resident.replicated_to_host(run.union, count), table.host_groups[rows])
-  if not expand:
+  if not expand:  # no copy of the images either
     return rows, noise, None
-  return rows, noise.delta(images), noise.masks()
+  return rows, noise.delta(resident.local(table.images, table.layout)[1]), noise.masks()
 
 
 @dataclasses.dataclass
