@@ -3,16 +3,16 @@
 SALM noise for the train split (the default) is written this way, in one
 process or in many; other methods, splits and folders of images take the
 whole-array path of protect.py, in one process. Each process holds the
-noise of its own rows only (`GeneratorResult.rows`; class-wise noise as the
-δ of each class, expanded as needed). Window by window of about 4 Mi pixel
-values in row order, every process quantizes the window's rows it owns
-against its clean rows and hands them in, and process 0 streams them into
-the same MedMNIST npz, `noise.npz` and manifest a one-process run writes
-(`npz_stream.NpzWriter`). Process 0 reads the clean images of the window
-from the source file as it goes, so no process holds the whole dataset or the whole noise. One file
-rather than per-process shards: the output is what every MedMNIST reader
-and the evaluate stage already read, and a window costs process 0 only its
-own size.
+noise of its own rows only (`GeneratorResult.rows`; class-wise noise as the δ
+of each class, expanded as needed). Window by window of about 4 Mi pixel
+values in row order, every process quantizes the window's rows it owns against
+its clean rows and hands them in, and process 0 streams them into the same
+MedMNIST npz, `noise.npz` and manifest a one-process run writes
+(`npz_stream.NpzWriter`). Process 0 reads the clean images of the window from
+the source file as it goes, so no process holds the whole dataset or the whole
+noise. One file rather than per-process shards: the output is what every
+MedMNIST reader and the evaluate stage already read, and a window costs
+process 0 only its own size.
 """
 from __future__ import annotations
 
