@@ -7,7 +7,16 @@ import pytest
 
 from salm_jax.data import loading
 from salm_jax.data import protected
-from salm_jax.data.dataset import as_float
+from salm_jax.data.dataset import as_float, to_float
+
+
+def test_to_float_converts_uint8_and_keeps_float():
+  images = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+  np.testing.assert_array_equal(to_float(images), as_float(images))
+  floats = as_float(images).astype(np.float64)
+  out = to_float(floats)
+  assert out.dtype == np.float32 and out.shape == floats.shape
+  np.testing.assert_array_equal(out, floats.astype(np.float32))
 
 
 @pytest.mark.parametrize("epsilon", [2 / 255, 8 / 255, 0.05, 16 / 255])

@@ -90,6 +90,12 @@ def as_float(images: np.ndarray) -> np.ndarray:
   return as_nhwc(images).astype(np.float32) / 255.0
 
 
+def to_float(images: np.ndarray) -> np.ndarray:
+  """float32 images in [0, 1] from either form: uint8 (the written form) is converted."""
+  images = np.asarray(images)
+  return as_float(images) if images.dtype == np.uint8 else images.astype(np.float32, copy=False)
+
+
 def rows_per_chunk(shape: tuple[int, ...], values: int = 1 << 22) -> int:
   """Images per chunk of about `values` pixel values (4 Mi), for work done a chunk at a time."""
   return max(1, values // max(1, int(np.prod(shape[1:]))))

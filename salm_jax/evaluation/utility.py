@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from salm_jax import tasks
-from salm_jax.data.dataset import as_float, rows_per_chunk
+from salm_jax.data.dataset import as_float, rows_per_chunk, to_float
 from salm_jax.evaluation import metrics
 
 
@@ -135,7 +135,6 @@ def diagnostic_utility(model_or_predict_fn, clean_images: np.ndarray,
   """
   tasks.check_task(task)
   predict = _as_predict_fn(model_or_predict_fn, task, batch_size)
-  to_float = lambda x: as_float(x) if np.asarray(x).dtype == np.uint8 else np.asarray(x, np.float32)
   s_clean = np.asarray(predict(to_float(clean_images)))
   s_prot = np.asarray(predict(to_float(protected_images)))
   clean = metrics.evaluate_scores(labels, s_clean, task)

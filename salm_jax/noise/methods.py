@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from salm_jax import tasks
+from salm_jax.data import dataset
 from salm_jax.noise.baselines import adversarial
 from salm_jax.noise.baselines import ar
 from salm_jax.noise.baselines import lsp
@@ -140,7 +141,7 @@ def generate_noise(config: ml_collections.ConfigDict, images: np.ndarray, labels
   heeds `expand`)."""
   method = get(method_name(config))
   if not method.takes_uint8:
-    images = generator.as_float(images)
+    images = dataset.to_float(images)
   return method.generate(config, images, labels, task=task, num_classes=num_classes,
                          checkpoint_dir=checkpoint_dir, metrics_path=metrics_path,
                          progress=progress, mesh=mesh, on_round=on_round, expand=expand)

@@ -120,7 +120,7 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
       run_log.write_history(metrics_path, history)
     if on_round:
       on_round(record)
-  rows, delta, masks = rounds.result_rows(steps, run, table)
+  rows, delta, masks, _ = rounds.result_rows(run, table)
   return generator.GeneratorResult(delta=delta, masks=masks, history=history,
                                    rounds=len(history), stopped_early=False, surrogate=sur,
                                    surrogate_state=run.state,

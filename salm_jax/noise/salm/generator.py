@@ -225,13 +225,12 @@ def generate(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.n
     if checkpoint_dir and noise.checkpoint_every and (
         (r + 1) % noise.checkpoint_every == 0 or stopped or r + 1 == noise.max_rounds):
       save(checkpoint_dir, r, run, table.layout)
-  rows, delta, masks = rounds.result_rows(steps, run, table, expand)
-  per_class = isinstance(delta, rounds.ClassNoise)
-  return GeneratorResult(delta=None if per_class else delta, masks=masks, history=run.history,
+  rows, delta, masks, class_noise = rounds.result_rows(run, table, expand)
+  return GeneratorResult(delta=delta, masks=masks, history=run.history,
                          rounds=len(run.history), stopped_early=stopped, surrogate=sur,
                          surrogate_state=run.state,
                          rows=None if len(rows) == len(images) else rows,
-                         class_noise=delta if per_class else None)
+                         class_noise=class_noise)
 
 
 def _report(noise, history: list[dict], metrics_path, on_round) -> None:
@@ -244,11 +243,6 @@ def _report(noise, history: list[dict], metrics_path, on_round) -> None:
     run_log.write_history(metrics_path, history)
   if on_round:
     on_round(record)
-
-
-def as_float(images: np.ndarray) -> np.ndarray:
-  """float32 images in [0, 1]; uint8 images (the written form) are converted."""
-  return dataset.as_float(images) if images.dtype == np.uint8 else images
 
 
 def layout_of(noise, mesh, n: int) -> resident.Layout:
@@ -336,7 +330,7 @@ def prepare_fresh(config, steps, table: rounds.Table, run: Run, key, *, images, 
       if len(own) < table.n:
         raise ValueError(f"noise.init={noise.init!r} with per-image noise draws every "
                          "image's pattern at once: run it in one process.")
-      start = starts.transfer_start(config, as_float(np.asarray(images)), table.host_labels,
+      start = starts.transfer_start(config, dataset.to_float(images), table.host_labels,
                                     task=task, num_classes=num_classes, groups=None)
       run.delta = resident.put(table.mesh, table.layout, own, start)
   return prepare(steps, noise, config.surrogate, table, run, key)

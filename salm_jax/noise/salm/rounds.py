@@ -23,7 +23,7 @@ from tqdm import auto as tqdm
 
 from salm_jax import sharding
 from salm_jax import terminal
-from salm_jax.data.dataset import as_float, rows_per_chunk
+from salm_jax.data.dataset import rows_per_chunk, to_float
 from salm_jax.noise.salm import masks as masks_lib
 from salm_jax.noise.salm import resident
 
@@ -214,21 +214,23 @@ def one_round(steps, noise, sur_cfg, run, table: Table, key, r: int, progress: b
           **resident.stats(run.delta, run.union, real, count), "seconds": time.time() - start}
 
 
-def result_rows(steps, run, table: Table, expand: bool = True) -> tuple:
-  """(rows, δ, masks) of this process's rows, x + δ in [0, 1]. Class-wise noise is expanded by
-  label a chunk of rows at a time, so the only float copy of the rows is the result; with
-  `expand=False` it comes back as a `ClassNoise` in place of δ and masks (no float copy)."""
-  del steps  # the expansion runs on the host, in chunks
+def result_rows(run, table: Table, expand: bool = True) -> tuple:
+  """(rows, δ, masks, class noise) of this process's rows, x + δ in [0, 1].
+
+  Class-wise noise is expanded by label a chunk of rows at a time, so the only float copy of
+  the rows is the result; with `expand=False` it comes back unexpanded as a `ClassNoise`
+  (δ and masks None: no float copy of the rows, nor of the images).
+  """
   if not table.class_wise:
     rows, delta = resident.local(run.delta, table.layout)
-    return rows, delta, resident.local(run.union, table.layout)[1]
+    return rows, delta, resident.local(run.union, table.layout)[1], None
   count = run.delta.shape[0] - 1
   rows = table.layout.owned(table.mesh)
   noise = ClassNoise(resident.replicated_to_host(run.delta, count),
                      resident.replicated_to_host(run.union, count), table.host_groups[rows])
-  if not expand:  # no copy of the images either
-    return rows, noise, None
-  return rows, noise.delta(resident.local(table.images, table.layout)[1]), noise.masks()
+  if not expand:
+    return rows, None, None, noise
+  return rows, noise.delta(resident.local(table.images, table.layout)[1]), noise.masks(), None
 
 
 @dataclasses.dataclass
@@ -246,7 +248,7 @@ class ClassNoise:
     step = rows_per_chunk(images.shape)
     for start in range(0, len(groups), step):
       chunk = slice(start, start + step)
-      x = images[chunk] if images.dtype != np.uint8 else as_float(images[chunk])
+      x = to_float(images[chunk])
       out[chunk] = np.clip(x + self.classes[groups[chunk]], 0.0, 1.0) - x
     return out
 
