@@ -86,9 +86,9 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     per_arch = {a: {m: _stats([of(r["last"]) for r in rs if _victim(r) == a])
                     for m, of in _PER_VICTIM.items()} for a in archs}
     seeds = sorted({r["seed"] for r in rs})
-    per_seed = {m: [float(np.mean([r["last"][m] for r in rs
-                                   if r["seed"] == s and _victim(r) in common])) for s in seeds]
-                for m in ("auc", "acc")}
+    per_seed = {m: [_mean_or_none([r["last"][m] for r in rs
+                                   if r["seed"] == s and _victim(r) in common]) for s in seeds]
+                for m in ("auc", "acc")}  # None: a seed without the common victims
     zoo = {m: _stats(per_seed[m]) for m in ("auc", "acc")}
     first = {}
     for r in rs:  # one distortion entry per seed (the same file for every arch)
@@ -132,6 +132,10 @@ def _victims_on_every_seed(rows: list[dict]) -> set[str]:
           if {r["seed"] for r in rows if _victim(r) == a} == seeds}
 
 
+def _mean_or_none(values) -> float | None:
+  return float(np.mean(values)) if values else None
+
+
 def _stats(values) -> tuple[float, float, int]:
   v = np.asarray([x for x in values if x is not None], float)
   if not len(v):
@@ -168,7 +172,8 @@ def markdown(summary: dict[str, dict]) -> str:
                 "| variant | seeds | zoo mean AUC per seed |", "|---|---|---|"]
   for name, v in summary.items():
     seed_lines.append(f"| {name} | {','.join(map(str, v['seeds']))} | "
-                      + " / ".join(f"{a:.3f}" for a in v["zoo_auc_per_seed"]) + " |")
+                      + " / ".join("–" if a is None else f"{a:.3f}" for a in v["zoo_auc_per_seed"])
+                      + " |")
   acc_lines = _per_victim_lines(summary, archs, "acc",
                                 "Test ACC per victim (last epoch, mean ± std over seeds):")
   return "\n".join(lines + acc_lines + seed_lines + _victim_seed_lines(summary, archs)

@@ -11,6 +11,8 @@ the JSON rows under docs/results/ (written by `benchmarks/frontier.py` and
   {{ablation:D}}   the mask-ratio curve (`launch.sweep`'s table) and its table
   {{defenses:D}}   victims that train through a defense
   {{gpu:D}}        the paper-sized rows (one GPU)
+  {{length:D}}     the same protected copies against victims at MedMNIST's full
+                   recipe (full width, 100 epochs, batch 128), beside the CPU recipe
   {{looks:D}}      clean and protected training images side by side, magnified, and
                    their difference (from `looks_D.npz`, which `--looks` extracts)
 
@@ -55,6 +57,7 @@ SOURCES = {
                                 "h200/pneumoniamnist_full_d_s0.json",
                                 "h200/pneumoniamnist_full_d_s1.json",
                                 "h200/pneumoniamnist_full_d_s2.json"],
+    ("length", "breastmnist"): ["breastmnist_length.json"],
     ("ablation", "breastmnist"): ["ablation_breastmnist.json"],
     ("ablation", "pneumoniamnist"): ["ablation_pneumoniamnist.json"],
     ("ablation", "breastmnist_index_ties"): ["ablation_breastmnist_index_ties.json"],
@@ -243,6 +246,25 @@ def gpu(dataset: str) -> str:
   return "\n".join(lines)
 
 
+def length(dataset: str) -> str:
+  """Each method's AUC with the CPU recipe (the methods table) and MedMNIST's full recipe."""
+  full = frontier_report.summarize(load_rows("length", dataset))
+  cpu = frontier_report.summarize([r for r in load_rows("methods", dataset)
+                                   if r.get("defense", "none") == "none"])
+  archs = [a for a in VICTIMS if any(a in v["archs"] for v in full.values())]
+  head = ["method", "seeds, full recipe"] + [f"{NAMES[a]}, {recipe}" for a in archs
+                                             for recipe in ("20 epochs", "full recipe")]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for n in (n for n in TABLES[dataset] if n in full):
+    cells = [METHODS[n][0], str(len(full[n]["seeds"]))]
+    for a in archs:
+      for summary in (cpu, full):
+        v = summary.get(n, {"archs": {}})
+        cells.append(_pm(v["archs"][a]["auc"]) if a in v["archs"] else "–")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def looks(dataset: str) -> str:
   """Clean images, then each method's protected copy and its difference, magnified."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -300,7 +322,7 @@ def extract_looks(spec: str, count: int = 3) -> str:
 
 
 DIRECTIVES = {"methods": methods_tables, "frontier": frontier_figure, "ablation": ablation,
-              "defenses": defenses, "gpu": gpu, "looks": looks}
+              "defenses": defenses, "gpu": gpu, "length": length, "looks": looks}
 _DIRECTIVE = re.compile(r"^\{\{(\w+):(\w+)\}\}$")
 
 
