@@ -253,7 +253,7 @@ def length(dataset: str) -> str:
                                    if r.get("defense", "none") == "none"])
   archs = [a for a in VICTIMS if any(a in v["archs"] for v in full.values())]
   head = ["method", "seeds, full recipe"] + [f"{NAMES[a]}, {recipe}" for a in archs
-                                             for recipe in ("20 epochs", "full recipe")]
+                                             for recipe in ("CPU recipe", "full recipe")]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for n in (n for n in TABLES[dataset] if n in full):
     cells = [METHODS[n][0], str(len(full[n]["seeds"]))]
