@@ -213,23 +213,21 @@ def ablation(dataset: str) -> str:
 
 
 def defenses(dataset: str) -> str:
-  """Victims (ResNet-18, VGG-16, small CNN) trained through each defense, per method."""
+  """Victims (small CNN, ResNet-18, VGG-16) trained through each defense: a line per method
+  and victim, a column per defense."""
   rows = load_rows("defenses", dataset) + [r for r in load_rows("methods", dataset)
                                            if r.get("defense", "none") == "none"]
   summary = frontier_report.summarize(rows)
-  archs = ("small_cnn", "resnet18", "vgg16")
   groups = sorted({g.split(" [")[1][:-1] for g in summary if " [" in g})
-  head = ["method", "defense"] + [NAMES[a] for a in archs]
+  head = ["method", "victim", "none"] + groups
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for n in (n for n in TABLES[dataset] if n in summary):
-    for defense in ["none"] + groups:
-      key = n if defense == "none" else f"{n} [{defense}]"
-      if key not in summary or (defense == "none" and not any(
-          f"{n} [{g}]" in summary for g in groups)):
-        continue
-      v = summary[key]
-      lines.append("| " + " | ".join([METHODS[n][0], defense] + [
-          _pm(v["archs"][a]["auc"]) if a in v["archs"] else "–" for a in archs]) + " |")
+    for a in ("small_cnn", "resnet18", "vgg16"):
+      cells = [summary.get(n if g == "none" else f"{n} [{g}]", {"archs": {}})["archs"].get(a)
+               for g in ["none"] + groups]
+      if any(cells[1:]):  # a victim with at least one defense
+        lines.append("| " + " | ".join([METHODS[n][0], NAMES[a]] + [
+            _pm(c["auc"]) if c else "–" for c in cells]) + " |")
   return "\n".join(lines)
 
 
