@@ -89,31 +89,6 @@ class Steps:
       return pgd.masked_round(sur.logits_fn(state), images, labels, delta, epsilon, step_size,
                               fixed_mask, groups, key=key, **static)
 
-    def pgd_class(state, images, labels, groups, real, delta, fixed, b, key, *, chunk, ndev,
-                  mesh):
-      """Class-wise round on batch b. Each device takes the gradient on its own rows and the
-      devices' parts are gathered and summed in device order, so the noise depends on the
-      number of devices only, not on how they are spread over processes. (With
-      `eot_samples` the crops are drawn for the whole batch, and the compiler sums it.)"""
-      spare = delta.shape[0] - 1  # padded rows push on the spare class, which is dropped
-      if static["eot_samples"]:
-        cut = lambda a: resident.take(a, b, chunk, ndev)
-        g = jnp.where(cut(real), cut(groups), spare)
-        return pgd_round(state, as_float(cut(images)), cut(labels), delta, fixed, g, key)
-
-      def local(state, images, labels, groups, real, delta, fixed, b):
-        cut = lambda a: jax.lax.dynamic_slice_in_dim(a, b * chunk, chunk)
-        g = jnp.where(cut(real), cut(groups), spare)
-        in_order = lambda grad: jax.lax.optimization_barrier(
-            jax.lax.all_gather(grad, sharding.DATA_AXIS)).sum(0)  # not rewritten to an all-reduce
-        return pgd.masked_round(sur.logits_fn(state), as_float(cut(images)), cut(labels), delta,
-                                epsilon, step_size, fixed, g, key=None, reduce_grad=in_order,
-                                **static)
-      rows, shared = P(sharding.DATA_AXIS), P()
-      return jax.shard_map(local, mesh=mesh, out_specs=(shared, shared), check_vma=False,
-                           in_specs=(shared, rows, rows, rows, rows, shared, shared, shared))(
-                               state, images, labels, groups, real, delta, fixed, b)
-
     def correct(state, images, labels, groups, real, source, b, *, chunk, ndev, class_wise):
       """How many real rows of batch b the surrogate gets right on x + δ."""
       cut = lambda a: resident.take(a, b, chunk, ndev)
@@ -135,13 +110,41 @@ class Steps:
     self.train = xla_cpu.jit(train, static_argnames=layout_args)
     self.recalibrate = xla_cpu.jit(recalibrate, static_argnames=layout_args)
     self.pgd_round = xla_cpu.jit(pgd_round)
-    self.pgd_class = xla_cpu.jit(pgd_class, static_argnames=("chunk", "ndev", "mesh"))
+    self.pgd_class = xla_cpu.jit(functools.partial(_pgd_class, sur, epsilon, step_size, static),
+                                 static_argnames=("chunk", "ndev", "mesh"))
     self.pgd_rows = xla_cpu.jit(functools.partial(_pgd_rows, sur, epsilon, step_size, static),
                                 donate_argnums=(3, 4), static_argnames=("mesh", "chunk"))
     self.correct = xla_cpu.jit(correct, static_argnames=("chunk", "ndev", "class_wise"))
     self.clean_saliency = xla_cpu.jit(clean_saliency, static_argnames=("chunk", "ndev"))
     self.place_masks = jax.jit(place_masks, donate_argnums=0, static_argnames=("chunk", "ndev"))
     self.union = jax.jit(jnp.logical_or)
+
+
+def _pgd_class(sur, epsilon, step_size, static, state, images, labels, groups, real, delta,
+               fixed, b, key, *, chunk, ndev, mesh):
+  """Class-wise round on batch b. Each device takes the gradient on its own rows and the
+  devices' parts are gathered and summed in device order, so the noise depends on the number
+  of devices only, not on how they are spread over processes. (With `eot_samples` the crops
+  are drawn for the whole batch, and the compiler sums it.)"""
+  spare = delta.shape[0] - 1  # padded rows push on the spare class, which is dropped
+  if static["eot_samples"]:
+    cut = lambda a: resident.take(a, b, chunk, ndev)
+    g = jnp.where(cut(real), cut(groups), spare)
+    return pgd.masked_round(sur.logits_fn(state), as_float(cut(images)), cut(labels), delta,
+                            epsilon, step_size, fixed, g, key=key, **static)
+
+  def local(state, images, labels, groups, real, delta, fixed, b):
+    cut = lambda a: jax.lax.dynamic_slice_in_dim(a, b * chunk, chunk)
+    g = jnp.where(cut(real), cut(groups), spare)
+    in_order = lambda grad: jax.lax.optimization_barrier(
+        jax.lax.all_gather(grad, sharding.DATA_AXIS)).sum(0)  # not rewritten to an all-reduce
+    return pgd.masked_round(sur.logits_fn(state), as_float(cut(images)), cut(labels), delta,
+                            epsilon, step_size, fixed, g, key=None, reduce_grad=in_order,
+                            **static)
+  rows, shared = P(sharding.DATA_AXIS), P()
+  return jax.shard_map(local, mesh=mesh, out_specs=(shared, shared), check_vma=False,
+                       in_specs=(shared, rows, rows, rows, rows, shared, shared, shared))(
+                           state, images, labels, groups, real, delta, fixed, b)
 
 
 def _pgd_rows(sur, epsilon, step_size, static, state, images, labels, delta, union, fixed, b,
