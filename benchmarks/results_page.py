@@ -106,7 +106,7 @@ TABLES = {
                     "lattice_onesided_35db_ssim95", "random_lattice_busiest_ssim95",
                     "lattice_onesided_35db", "lattice_onesided"],
     "pneumoniamnist": ["clean", "salm", "random_salm", "em", "em_class", "em_equal_psnr", "ops",
-                       "ops_equal_psnr", "ar", "lsp", "salm_ar", "salm_lsp",
+                       "ops_equal_psnr", "ar", "lsp", "salm_ensemble", "salm_ar", "salm_lsp",
                        "lattice_major_35db_ssim95", "random_lattice_busiest_ssim95",
                        "lattice_major_35db"],
 }
