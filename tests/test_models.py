@@ -12,9 +12,10 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax import lax
 
 from salm_jax import models
-from salm_jax.models import densenet
+from salm_jax.models import common, densenet
 
 NAMES = ("densenet121", "resnet18", "resnet50", "small_cnn", "vgg16", "vit_small")
 
@@ -220,3 +221,21 @@ def test_bad_arguments_are_named():
     models.create_model("vit_small", num_classes=2, in_channels=1, image_size=28,
                         rngs=nnx.Rngs(0), patch_size=5)
   assert models.model_options("resnet18") == ("width",)
+
+
+@pytest.mark.parametrize("size,stride", [(1, 1), (2, 1), (3, 1), (5, 1), (2, 2)])
+def test_conv_matches_xla_on_maps_smaller_than_the_kernel(size, stride):
+  """The patch matmul that stands in for XLA's slow small-map conv gives XLA's values and gradients."""
+  k1, k2 = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(k1, (2, size, size, 6))
+  w = jax.random.normal(k2, (3, 3, 6, 5)) * 0.3
+  layout = dict(dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC")))
+  def ours(x, w):
+    return common.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)), **layout)
+  def xla(x, w):
+    return lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)), **layout)
+  np.testing.assert_allclose(ours(x, w), xla(x, w), atol=1e-5)
+  grads = lambda f: jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), (0, 1))(x, w)
+  chex.assert_trees_all_close(grads(ours), grads(xla), atol=1e-4)
+  layer = common.conv(6, 5, 3, stride=stride, use_bias=True, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(layer(x), xla(x, layer.kernel[...]) + layer.bias[...], atol=1e-5)
