@@ -153,3 +153,13 @@ def test_memory_bench_compares_each_layout_with_its_groups_first():
   with pytest.raises(ValueError, match="reference"):
     bench_memory.parse_layouts("1x1,2x1/1x4")
   assert bench_memory.threads(4, 1) == 4 and bench_memory.threads(1, 2) == 2
+
+
+def test_model_bench_times_both_convolutions():
+  """`benchmarks.bench_models` times the library's and XLA's conv for each model."""
+  import argparse
+  from benchmarks import bench_models
+  args = argparse.Namespace(models="vgg16", width=2, batch=2, repeats=1)
+  result = bench_models.run(args)
+  assert set(result["models"]["vgg16"]) == {"library conv", "xla conv"}
+  assert all(t["best"] > 0 for t in result["models"]["vgg16"].values())

@@ -91,9 +91,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs) -> jax.Arr
   """`lax.conv_general_dilated`, as one matmul over patches when a map is smaller than the kernel.
 
   XLA's CPU convolution takes a slow path when the feature map is smaller than
-  the kernel (VGG-16's last stage is 2 x 2 px at 28 px inputs): there it runs
-  at under 1 GFLOP/s, 50-100x slower than the same sums as a matmul, which
-  made a full-width VGG-16 step several times slower than a ResNet-18 step.
+  the kernel (VGG-16's last stage is 2 x 2 px at 28 px inputs); it made a
+  full-width VGG-16 train step 5x slower (`benchmarks/bench_models.py`).
   Every other case, and any layout but NHWC / HWIO, goes to XLA's own conv.
   """
   kh, kw, cin, cout = rhs.shape if rhs.ndim == 4 else (0, 0, 0, 0)
