@@ -11,8 +11,9 @@ the JSON rows under docs/results/ (written by `benchmarks/frontier.py` and
   {{ablation:D}}   the mask-ratio curve (`launch.sweep`'s table) and its table
   {{defenses:D}}   victims that train through a defense
   {{gpu:D}}        the paper-sized rows (one GPU)
-  {{length:D}}     the same protected copies against victims at MedMNIST's full
-                   recipe (full width, 100 epochs, batch 128), beside the CPU recipe
+  {{length:D}}     victims at MedMNIST's full recipe (full width, 100 epochs,
+                   batch 128), beside the CPU recipe
+  {{size64:D}}     the same methods at 64 px (`<D>_64.npz`), beside 28 px
   {{looks:D}}      clean and protected training images side by side, magnified, and
                    their difference (from `looks_D.npz`, which `--looks` extracts)
 
@@ -58,6 +59,7 @@ SOURCES = {
                                 "h200/pneumoniamnist_full_d_s1.json",
                                 "h200/pneumoniamnist_full_d_s2.json"],
     ("length", "breastmnist"): ["breastmnist_length.json"],
+    ("size64", "breastmnist"): ["breastmnist_64.json"],
     ("ablation", "breastmnist"): ["ablation_breastmnist.json"],
     ("ablation", "pneumoniamnist"): ["ablation_pneumoniamnist.json"],
     ("ablation", "breastmnist_index_ties"): ["ablation_breastmnist_index_ties.json"],
@@ -246,23 +248,33 @@ def gpu(dataset: str) -> str:
   return "\n".join(lines)
 
 
-def length(dataset: str) -> str:
-  """Each method's AUC with the CPU recipe (the methods table) and MedMNIST's full recipe."""
-  full = frontier_report.summarize(load_rows("length", dataset))
-  cpu = frontier_report.summarize([r for r in load_rows("methods", dataset)
-                                   if r.get("defense", "none") == "none"])
-  archs = [a for a in VICTIMS if any(a in v["archs"] for v in full.values())]
-  head = ["method", "seeds, full recipe"] + [f"{NAMES[a]}, {recipe}" for a in archs
-                                             for recipe in ("CPU recipe", "full recipe")]
+def _beside_methods(kind: str, dataset: str, theirs: str, ours: str) -> str:
+  """Each method's AUC per victim in the methods table (`theirs`) and in `kind`'s rows (`ours`)."""
+  rows = frontier_report.summarize(load_rows(kind, dataset))
+  table = frontier_report.summarize([r for r in load_rows("methods", dataset)
+                                     if r.get("defense", "none") == "none"])
+  archs = [a for a in VICTIMS if any(a in v["archs"] for v in rows.values())]
+  head = ["method", f"seeds, {ours}"] + [f"{NAMES[a]}, {label}" for a in archs
+                                          for label in (theirs, ours)]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for n in (n for n in TABLES[dataset] if n in full):
-    cells = [METHODS[n][0], str(len(full[n]["seeds"]))]
+  for n in (n for n in TABLES[dataset] if n in rows):
+    cells = [METHODS[n][0], str(len(rows[n]["seeds"]))]
     for a in archs:
-      for summary in (cpu, full):
+      for summary in (table, rows):
         v = summary.get(n, {"archs": {}})
         cells.append(_pm(v["archs"][a]["auc"]) if a in v["archs"] else "–")
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def length(dataset: str) -> str:
+  """Each method's AUC with the CPU recipe (the methods table) and MedMNIST's full recipe."""
+  return _beside_methods("length", dataset, "CPU recipe", "full recipe")
+
+
+def size64(dataset: str) -> str:
+  """Each method's AUC at 28 px (the methods table) and at 64 px."""
+  return _beside_methods("size64", dataset, "28 px", "64 px")
 
 
 def looks(dataset: str) -> str:
@@ -322,7 +334,8 @@ def extract_looks(spec: str, count: int = 3) -> str:
 
 
 DIRECTIVES = {"methods": methods_tables, "frontier": frontier_figure, "ablation": ablation,
-              "defenses": defenses, "gpu": gpu, "length": length, "looks": looks}
+              "defenses": defenses, "gpu": gpu, "length": length, "size64": size64,
+              "looks": looks}
 _DIRECTIVE = re.compile(r"^\{\{(\w+):(\w+)\}\}$")
 
 
