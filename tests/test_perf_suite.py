@@ -2,6 +2,7 @@
 
 PyTorch is only in the `bench` extra, so everything that needs it skips without it.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -157,7 +158,6 @@ def test_memory_bench_compares_each_layout_with_its_groups_first():
 
 def test_model_bench_times_both_convolutions():
   """`benchmarks.bench_models` times the library's and XLA's conv for each model."""
-  import argparse
   from benchmarks import bench_models
   args = argparse.Namespace(models="vgg16", width=2, batch=2, repeats=1)
   result = bench_models.run(args)

@@ -95,16 +95,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs) -> jax.Arr
   full-width VGG-16 train step 5x slower (`benchmarks/bench_models.py`).
   Every other case, and any layout but NHWC / HWIO, goes to XLA's own conv.
   """
-  kh, kw, cin, cout = rhs.shape if rhs.ndim == 4 else (0, 0, 0, 0)
-  plain = (rhs.ndim == 4 and not isinstance(padding, str)
-           and tuple(window_strides) == (1, 1)
-           and kwargs.get("dimension_numbers") == lax.conv_dimension_numbers(
-               lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-           and all(tuple(kwargs.get(d) or (1, 1)) == (1, 1)
-                   for d in ("lhs_dilation", "rhs_dilation"))
-           and kwargs.get("feature_group_count", 1) == 1)
-  if not plain or (lhs.shape[1] >= kh and lhs.shape[2] >= kw):
+  if not _smaller_than_kernel(lhs, rhs, window_strides, padding, kwargs):
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+  kh, kw, cin, cout = rhs.shape
   x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   patches = jnp.concatenate([x[:, i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)],
@@ -112,6 +105,18 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs) -> jax.Arr
   return lax.dot_general(patches, rhs.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())),
                          precision=kwargs.get("precision"),
                          preferred_element_type=kwargs.get("preferred_element_type"))
+
+
+def _smaller_than_kernel(lhs, rhs, window_strides, padding, kwargs) -> bool:
+  """A stride-1, undilated, ungrouped NHWC / HWIO conv whose map is smaller than its kernel."""
+  if rhs.ndim != 4 or isinstance(padding, str) or tuple(window_strides) != (1, 1):
+    return False
+  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  plain = (kwargs.get("dimension_numbers") == nhwc
+           and kwargs.get("feature_group_count", 1) == 1
+           and all(tuple(kwargs.get(d) or (1, 1)) == (1, 1)
+                   for d in ("lhs_dilation", "rhs_dilation")))
+  return plain and (lhs.shape[1] < rhs.shape[0] or lhs.shape[2] < rhs.shape[1])
 
 
 def conv(in_features: int, out_features: int, kernel: int, *, stride: int = 1,
